@@ -1,0 +1,93 @@
+"""Array backends: the only package that knows NumPy from CuPy.
+
+    >>> be = get_backend("numpy", dtype="float64")
+
+``numpy`` (CPU, the default), ``cupy`` (GPU), ``auto`` (CuPy when usable, else NumPy; it says
+which on stderr) and ``strict`` (the reference implementation on array-api-strict, for tests).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from nnbench.backend.base import ACTIVATIONS, DTYPES, Backend
+from nnbench.backend.numpy_backend import NumpyBackend
+from nnbench.errors import BackendUnavailableError, invalid
+
+BACKENDS = ("numpy", "cupy", "auto", "strict")
+
+__all__ = [
+    "ACTIVATIONS",
+    "BACKENDS",
+    "DTYPES",
+    "Backend",
+    "BackendUnavailableError",
+    "NumpyBackend",
+    "backend_of",
+    "get_backend",
+]
+
+
+def _numpy(dtype):
+    return NumpyBackend(dtype)
+
+
+def _strict(dtype):
+    from nnbench.backend.strict import StrictBackend
+
+    return StrictBackend(dtype)
+
+
+def _cupy(dtype):
+    from nnbench.backend.cupy_backend import CupyBackend
+
+    return CupyBackend(dtype)
+
+
+def _auto(dtype):
+    try:
+        backend = _cupy(dtype)
+        reason = f"CuPy sees {backend.device}"
+    except BackendUnavailableError as exc:
+        backend = _numpy(dtype)
+        reason = str(exc).removeprefix("backend=cupy: ").split(";")[0]
+    print(f"nnbench: backend=auto picked {backend.name} ({reason})", file=sys.stderr)
+    return backend
+
+
+_FACTORIES = {"numpy": _numpy, "cupy": _cupy, "auto": _auto, "strict": _strict}
+
+
+def get_backend(name: str = "numpy", dtype: str = "float32") -> Backend:
+    """A backend by name: one of BACKENDS, with dtype ``float32`` (default) or ``float64``."""
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise invalid("backend", name, "allowed: " + ", ".join(BACKENDS))
+    if dtype not in DTYPES:
+        raise invalid("dtype", dtype, "allowed: " + ", ".join(DTYPES))
+    return factory(dtype)
+
+
+_BY_ARRAY_TYPE: dict = {}
+
+
+def backend_of(array) -> Backend:
+    """The backend that owns ``array`` (NumPy, CuPy or array-api-strict), at its dtype.
+
+    Losses use this so that ``loss_fn(logits, y)`` needs no backend argument. Instances are
+    cached per (array type, dtype), so the lookup costs one dictionary access.
+    """
+    key = (type(array), str(array.dtype))
+    backend = _BY_ARRAY_TYPE.get(key)
+    if backend is None:
+        module = type(array).__module__.split(".")[0]
+        name = {"numpy": "numpy", "cupy": "cupy", "array_api_strict": "strict"}.get(module)
+        dtype = str(array.dtype).rsplit(".", 1)[-1]
+        if name is None or dtype not in DTYPES:
+            raise invalid(
+                "array",
+                f"{type(array).__name__} of {dtype}",
+                "expected a float32 or float64 NumPy, CuPy or array-api-strict array",
+            )
+        backend = _BY_ARRAY_TYPE[key] = get_backend(name, dtype)
+    return backend

@@ -1,0 +1,320 @@
+"""The reference backend: every primitive the network needs, written against the array API.
+
+`Backend` uses only functions of the Python array API standard (2023.12 and later), reached
+through ``self.xp``. It is the specification the fast backends are tested against: a subclass
+may override any method for speed (in-place NumPy, fused CuPy kernels) but must return the
+same numbers up to rounding.
+
+Conventions shared by every method:
+- Arrays are 2-D ``(batch, features)`` unless stated; vectors are ``(features,)``.
+- ``out`` arguments are preallocated buffers owned by the caller. The method writes its
+  result there and returns it. ``out`` may alias an input only where the docstring says so.
+- Scalars that leave the device (losses, counts) are returned as Python numbers.
+- The flat-buffer design relies on basic slicing and ``reshape`` returning views, which
+  NumPy, CuPy and array-api-strict all do; ``tests/backend`` pins it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnbench.errors import invalid
+
+DTYPES = ("float32", "float64")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
+LEAKY_SLOPE = 0.01
+
+
+class Backend:
+    """Array primitives for one array namespace and one floating dtype.
+
+    The base class is the reference implementation: plain array-API expressions that allocate
+    freely and copy their result into ``out``. Its RNG draws on the host and transfers.
+    """
+
+    name = "base"
+
+    def __init__(self, xp, dtype: str = "float32"):
+        if dtype not in DTYPES:
+            raise invalid("dtype", dtype, "allowed: " + ", ".join(DTYPES))
+        self.xp = xp
+        self.dtype_name = dtype
+        self.dtype = getattr(xp, dtype)
+        self.int_dtype = xp.int64
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dtype={self.dtype_name!r}, device={self.device!r})"
+
+    # ------------------------------------------------------------------ device and memory
+    @property
+    def device(self) -> str:
+        """A human-readable name of where the arrays live."""
+        return "cpu"
+
+    def synchronize(self) -> None:
+        """Block until queued work is done (a no-op on synchronous devices)."""
+
+    def memory_in_use(self) -> int | None:
+        """Bytes held by the backend's allocator, or None where nothing meaningful is known."""
+        return None
+
+    # ------------------------------------------------------------------ arrays in and out
+    def asarray(self, x, dtype=None):
+        """Move ``x`` (host NumPy, a scalar list or a backend array) here, as ``dtype``.
+
+        ``dtype`` defaults to the backend's floating dtype; pass ``backend.int_dtype`` for
+        class labels. Returns ``x`` itself when nothing needs converting.
+        """
+        return self.xp.asarray(x, dtype=self.dtype if dtype is None else dtype)
+
+    def to_host(self, a) -> np.ndarray:
+        """A NumPy copy of ``a``, safe to keep after the backend reuses its buffers."""
+        return np.array(np.from_dlpack(a), copy=True)
+
+    def empty(self, shape):
+        return self.xp.empty(shape, dtype=self.dtype)
+
+    def zeros(self, shape):
+        return self.xp.zeros(shape, dtype=self.dtype)
+
+    def copy(self, a):
+        return self.xp.asarray(a, copy=True)
+
+    def views(self, flat, shapes):
+        """Split a 1-D ``flat`` buffer into consecutive reshaped views, one per shape."""
+        out, start = [], 0
+        for shape in shapes:
+            size = math.prod(shape)
+            out.append(self.xp.reshape(flat[start : start + size], shape))
+            start += size
+        return out
+
+    def take_rows(self, x, indices, out=None):
+        """Rows ``x[indices]`` (a mini-batch gather); ``indices`` is a host int array."""
+        rows = self.xp.take(x, self.xp.asarray(indices, dtype=self.int_dtype), axis=0)
+        return self._store(rows, out)
+
+    def all_finite(self, a) -> bool:
+        return bool(self.xp.all(self.xp.isfinite(a)))
+
+    def min_max(self, a) -> tuple[float, float]:
+        return float(self.xp.min(a)), float(self.xp.max(a))
+
+    def abs_sum(self, a) -> float:
+        """sum |a|"""
+        return float(self.xp.sum(self.xp.abs(a)))
+
+    def square_sum(self, a) -> float:
+        """sum a^2"""
+        return float(self.xp.sum(a * a))
+
+    def multiply(self, a, b, out=None):
+        """Elementwise a * b. ``out`` may alias ``a``."""
+        return self._store(a * b, out)
+
+    # ------------------------------------------------------------------ random numbers
+    def rng(self, seed: int):
+        """A generator for dropout masks, seeded with ``seed``."""
+        return np.random.default_rng(seed)
+
+    def uniform(self, rng, shape, out=None):
+        """Uniform samples in [0, 1) drawn from ``rng``."""
+        return self._store(self.asarray(rng.random(shape)), out)
+
+    # ------------------------------------------------------------------ layers
+    def linear(self, x, weight, bias, out=None):
+        """y = x @ W.T + b, with W of shape (out_features, in_features)."""
+        return self._store(x @ weight.T + bias, out)
+
+    def linear_backward(self, dout, x, weight, grad_weight, grad_bias, dx=None):
+        """Gradients of y = x @ W.T + b.
+
+        dL/dW = dout.T @ x  -> grad_weight (out, in)
+        dL/db = sum_rows(dout) -> grad_bias (out,)
+        dL/dx = dout @ W    -> dx (batch, in), computed only when ``dx`` is given.
+        """
+        grad_weight[...] = dout.T @ x
+        grad_bias[...] = self.xp.sum(dout, axis=0)
+        if dx is None:
+            return None
+        dx[...] = dout @ weight
+        return dx
+
+    def activation(self, kind: str, z, out=None):
+        """y = f(z) for f in ACTIVATIONS. ``out`` may alias ``z``."""
+        xp = self.xp
+        if kind == "sigmoid":
+            # sigma(z) = 1 / (1 + e^-z), evaluated through e = exp(-|z|) <= 1 so that nothing
+            # overflows: sigma(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0.
+            e = xp.exp(-xp.abs(z))
+            y = xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        elif kind == "tanh":
+            y = xp.tanh(z)
+        elif kind == "relu":
+            y = xp.where(z > 0, z, 0.0)
+        elif kind == "leaky_relu":
+            y = xp.where(z > 0, z, LEAKY_SLOPE * z)
+        elif kind == "identity":
+            y = z
+        else:
+            raise invalid("activation", kind, "allowed: " + ", ".join(ACTIVATIONS))
+        return self._store(y, out)
+
+    def activation_backward(self, kind: str, y, dy, out=None):
+        """dL/dz from the activation's output y = f(z) and dL/dy. ``out`` may alias ``dy``.
+
+        sigmoid: f' = y (1 - y); tanh: f' = 1 - y^2; relu: f' = [y > 0];
+        leaky_relu: f' = 1 if y > 0 else 0.01 (the sign of y is the sign of z); identity: 1.
+        At z = 0 the ReLU family takes the left derivative, as PyTorch does.
+        """
+        xp = self.xp
+        if kind == "sigmoid":
+            dz = dy * y * (1.0 - y)
+        elif kind == "tanh":
+            dz = dy * (1.0 - y * y)
+        elif kind == "relu":
+            dz = xp.where(y > 0, dy, 0.0)
+        elif kind == "leaky_relu":
+            dz = xp.where(y > 0, dy, LEAKY_SLOPE * dy)
+        elif kind == "identity":
+            dz = dy
+        else:
+            raise invalid("activation", kind, "allowed: " + ", ".join(ACTIVATIONS))
+        return self._store(dz, out)
+
+    def dropout_mask(self, rng, p: float, shape, out=None):
+        """Inverted-dropout mask: 1 / (1 - p) with probability 1 - p, else 0."""
+        keep = self.uniform(rng, shape) >= p
+        return self._store(self.xp.astype(keep, self.dtype) * (1.0 / (1.0 - p)), out)
+
+    def batchnorm_train(self, x, gamma, beta, eps: float, xhat, out):
+        """Batch normalization with batch statistics (training mode).
+
+        mu = mean_rows(x); var = mean_rows((x - mu)^2) (biased); s = 1 / sqrt(var + eps)
+        xhat = (x - mu) * s; y = gamma * xhat + beta.
+        Writes ``xhat`` and ``out`` (which may alias ``x``); returns (mu, var, s) as vectors.
+        """
+        xp = self.xp
+        mean = xp.mean(x, axis=0)
+        centered = x - mean
+        var = xp.mean(centered * centered, axis=0)
+        inv_std = 1.0 / xp.sqrt(var + eps)
+        xhat[...] = centered * inv_std
+        out[...] = gamma * xhat + beta
+        return mean, var, inv_std
+
+    def batchnorm_eval(self, x, running_mean, running_var, gamma, beta, eps: float, out=None):
+        """y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta."""
+        scale = gamma / self.xp.sqrt(running_var + eps)
+        return self._store((x - running_mean) * scale + beta, out)
+
+    def batchnorm_backward(self, dy, xhat, inv_std, gamma, grad_gamma, grad_beta, dx):
+        """Gradients of training-mode batch normalization over a batch of n rows.
+
+        dL/dgamma = sum_rows(dy * xhat); dL/dbeta = sum_rows(dy)
+        dL/dx = gamma * s / n * (n * dy - dL/dbeta - xhat * dL/dgamma)
+        (the mean and variance depend on x, which gives the two subtracted terms).
+        ``dx`` may alias ``dy``.
+        """
+        n = dy.shape[0]
+        grad_gamma[...] = self.xp.sum(dy * xhat, axis=0)
+        grad_beta[...] = self.xp.sum(dy, axis=0)
+        dx[...] = (gamma * inv_std / n) * (n * dy - grad_beta - xhat * grad_gamma)
+        return dx
+
+    def moving_average(self, running, value, momentum: float) -> None:
+        """running <- (1 - momentum) * running + momentum * value, in place."""
+        running[...] = (1.0 - momentum) * running + momentum * value
+
+    # ------------------------------------------------------------------ losses
+    def cross_entropy(self, logits, labels, dlogits=None):
+        """Mean softmax cross-entropy of integer ``labels`` given ``logits`` (n, C).
+
+        L = -1/n sum_i log softmax(z_i)[y_i], with log softmax(z) = z - m - log sum exp(z - m)
+        and m = max(z) (so exp never overflows). dL/dz = (softmax(z) - onehot(y)) / n.
+        Returns (L as a float, dlogits).
+        """
+        xp = self.xp
+        n, classes = logits.shape
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        onehot = xp.astype(
+            xp.expand_dims(labels, axis=1) == xp.arange(classes, dtype=labels.dtype),
+            logits.dtype,
+        )
+        loss = -float(xp.sum(log_probs * onehot)) / n
+        return loss, self._store((xp.exp(log_probs) - onehot) / n, dlogits)
+
+    def mse(self, pred, target, dpred=None):
+        """L = mean((pred - target)^2) over all elements; dL/dpred = 2 (pred - target) / N."""
+        diff = pred - target
+        count = math.prod(pred.shape)
+        return float(self.xp.sum(diff * diff)) / count, self._store(diff * (2.0 / count), dpred)
+
+    def bce_with_logits(self, logits, target, dlogits=None):
+        """Binary cross-entropy on logits z with targets t in [0, 1], mean over elements.
+
+        L = mean(max(z, 0) - z t + log(1 + exp(-|z|)))   (never overflows)
+        dL/dz = (sigmoid(z) - t) / N.
+        """
+        xp = self.xp
+        count = math.prod(logits.shape)
+        per_element = (
+            xp.where(logits > 0, logits, 0.0)
+            - logits * target
+            + xp.log1p(xp.exp(-xp.abs(logits)))
+        )
+        grad = (self.activation("sigmoid", logits) - target) / count
+        return float(xp.sum(per_element)) / count, self._store(grad, dlogits)
+
+    def count_correct(self, logits, labels) -> int:
+        """Rows whose largest logit is at the label (ties go to the first index)."""
+        xp = self.xp
+        predicted = xp.astype(xp.argmax(logits, axis=1), labels.dtype)
+        return int(xp.sum(xp.astype(predicted == labels, self.int_dtype)))
+
+    def count_correct_binary(self, logits, target) -> int:
+        """Elements where [logit > 0] equals the 0/1 target."""
+        xp = self.xp
+        predicted = xp.astype(logits > 0, target.dtype)
+        return int(xp.sum(xp.astype(predicted == target, self.int_dtype)))
+
+    # ------------------------------------------------------------------ regularization
+    def add_weight_penalty_grad(self, grad, weight, l1: float, l2: float) -> None:
+        """grad += l1 * sign(W) + l2 * W  (the gradient of l1 sum|W| + l2/2 sum W^2)."""
+        grad[...] = grad + l1 * self.xp.sign(weight) + l2 * weight
+
+    # ------------------------------------------------------------------ optimizers
+    def sgd_step(self, param, grad, buf, *, lr, momentum, nesterov, weight_decay, first, scratch):
+        """One step of torch.optim.SGD (dampening 0) on flat buffers; see nnbench.optim.SGD."""
+        g = grad + weight_decay * param if weight_decay else grad
+        if momentum:
+            buf[...] = g if first else momentum * buf + g
+            g = g + momentum * buf if nesterov else buf
+        param[...] = param - lr * g
+
+    def adam_step(
+        self, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled, step, scratch
+    ):
+        """One step of torch.optim.Adam / AdamW on flat buffers; see nnbench.optim.Adam."""
+        g = grad
+        if weight_decay and decoupled:
+            param[...] = param * (1.0 - lr * weight_decay)
+        elif weight_decay:
+            g = grad + weight_decay * param
+        m[...] = beta1 * m + (1.0 - beta1) * g
+        v[...] = beta2 * v + (1.0 - beta2) * g * g
+        bias1 = 1.0 - beta1**step
+        bias2 = 1.0 - beta2**step
+        denom = self.xp.sqrt(v) / math.sqrt(bias2) + eps
+        param[...] = param - (lr / bias1) * m / denom
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _store(value, out):
+        if out is None:
+            return value
+        out[...] = value
+        return out

@@ -1,0 +1,197 @@
+"""Training as plain functions: no Hydra, no MLflow. Tracking and progress bars plug in
+through the ``callback`` of `fit`, which receives one record per epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnbench.errors import invalid
+
+DEFAULT_EVAL_BATCH = 2048
+
+
+def train_step(model, loss_fn, optimizer, x, y) -> float:
+    """forward(training=True), loss, backward, optimizer step; returns the data loss.
+
+    A non-finite loss skips backward and the step, so the weights stay those that produced
+    the last finite loss; the caller decides what divergence means.
+    """
+    loss, _ = _step(model, loss_fn, optimizer, x, y)
+    return loss
+
+
+def _step(model, loss_fn, optimizer, x, y):
+    logits = model.forward_buffered(x, training=True)
+    loss, dlogits = loss_fn(logits, y)
+    if math.isfinite(loss):
+        model.backward(dlogits)
+        optimizer.step()
+    return loss, logits
+
+
+def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Index arrays of a fresh random permutation of range(n), ``batch_size`` at a time."""
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+@dataclass
+class EpochResult:
+    loss: float  # mean data loss over the samples seen
+    correct: int | None
+    samples: int
+    diverged_step: int | None = None  # 1-based step of the first non-finite loss
+
+
+def train_epoch(model, loss_fn, optimizer, x, y, batch_size: int, rng) -> EpochResult:
+    """One pass over (x, y) on the model's backend in shuffled mini-batches.
+
+    Stops at the first non-finite loss and reports its step. A trailing batch of one row is
+    skipped when the model uses batch normalization, which needs two rows to train.
+    """
+    be = model.backend
+    total, correct, seen = 0.0, 0, 0
+    track_correct = loss_fn.classification
+    batch = None
+    for step, idx in enumerate(minibatches(x.shape[0], batch_size, rng), start=1):
+        if len(idx) == 1 and getattr(model, "batchnorm", False):
+            continue
+        if batch is None or batch.shape[0] != len(idx):
+            batch = be.empty((len(idx), x.shape[1]))
+        xb = be.take_rows(x, idx, out=batch)
+        yb = be.take_rows(y, idx)
+        loss, logits = _step(model, loss_fn, optimizer, xb, yb)
+        if not math.isfinite(loss):
+            return EpochResult(total / max(seen, 1), None, seen, diverged_step=step)
+        total += loss * len(idx)
+        seen += len(idx)
+        if track_correct:
+            correct += loss_fn.correct(logits, yb)
+    return EpochResult(total / seen, correct if track_correct else None, seen)
+
+
+def evaluate(model, loss_fn, x, y, batch_size: int = DEFAULT_EVAL_BATCH) -> dict:
+    """Mean loss and (for classification) accuracy in evaluation mode, in chunks."""
+    be = model.backend
+    x, y = be.asarray(x), _device_targets(be, y)
+    total, correct, n = 0.0, 0, x.shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        xb, yb = x[start:stop, ...], y[start:stop, ...]
+        logits = model.forward_buffered(xb, training=False)
+        loss, _ = loss_fn(logits, yb)
+        total += loss * xb.shape[0]
+        right = loss_fn.correct(logits, yb)
+        correct = None if right is None else correct + right
+    result = {"loss": total / n}
+    if correct is not None:
+        result["acc"] = correct / n
+    return result
+
+
+@dataclass
+class FitResult:
+    """How training ended: ``outcome`` is "completed" or "diverged"."""
+
+    outcome: str
+    epochs: int  # epochs completed
+    history: list[dict] = field(default_factory=list)
+    diverged_at: tuple[int, int] | None = None  # (epoch, step), both 1-based
+    stopped_early: bool = False
+    best_epoch: int | None = None
+
+    @property
+    def message(self) -> str:
+        if self.outcome == "diverged":
+            epoch, step = self.diverged_at
+            return f"diverged at epoch {epoch}, step {step}"
+        if self.stopped_early:
+            return f"stopped early after epoch {self.epochs} (best epoch {self.best_epoch})"
+        return f"completed {self.epochs} epochs"
+
+
+def fit(
+    model,
+    loss_fn,
+    optimizer,
+    train,
+    *,
+    epochs: int,
+    batch_size: int,
+    validation=None,
+    seed: int = 0,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    callback: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train for up to ``epochs`` passes over ``train = (x, y)``.
+
+    Mini-batches are shuffled by ``numpy.random.default_rng(seed)``. After each epoch the
+    model is evaluated (evaluation mode) on ``validation = (x, y)`` when given, and
+    ``callback`` receives the epoch's record: ``epoch``, ``train/loss``, ``train/acc``,
+    ``train/penalty`` (with L1/L2), ``val/loss``, ``val/acc``, ``time/epoch_s``,
+    ``throughput/samples_per_s``. With ``patience``, training stops once the monitored loss
+    (``val/loss``, else ``train/loss``) has not improved by more than ``min_delta`` for that
+    many epochs. The first non-finite training loss ends training with outcome "diverged".
+    """
+    _check_positive("epochs", epochs)
+    _check_positive("batch_size", batch_size)
+    if patience is not None:
+        _check_positive("patience", patience)
+    be = model.backend
+    x, y = be.asarray(train[0]), _device_targets(be, train[1])
+    rng = np.random.default_rng(seed)
+    result = FitResult(outcome="completed", epochs=0)
+    best = math.inf
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        stats = train_epoch(model, loss_fn, optimizer, x, y, batch_size, rng)
+        if stats.diverged_step is not None:
+            result.outcome, result.diverged_at = "diverged", (epoch, stats.diverged_step)
+            break
+        be.synchronize()
+        train_time = time.perf_counter() - start
+        record = _epoch_record(model, loss_fn, epoch, stats, validation)
+        record["time/epoch_s"] = time.perf_counter() - start
+        record["throughput/samples_per_s"] = stats.samples / train_time
+        result.history.append(record)
+        result.epochs = epoch
+        if callback is not None:
+            callback(record)
+        monitored = record.get("val/loss", record["train/loss"])
+        if monitored < best - min_delta:
+            best, result.best_epoch = monitored, epoch
+        elif patience is not None and epoch - (result.best_epoch or 0) >= patience:
+            result.stopped_early = True
+            break
+    return result
+
+
+def _epoch_record(model, loss_fn, epoch, stats: EpochResult, validation) -> dict:
+    record = {"epoch": epoch, "train/loss": stats.loss}
+    if stats.correct is not None:
+        record["train/acc"] = stats.correct / stats.samples
+    if getattr(model, "l1", 0) or getattr(model, "l2", 0):
+        record["train/penalty"] = model.penalty()
+    if validation is not None:
+        for key, value in evaluate(model, loss_fn, *validation).items():
+            record[f"val/{key}"] = value
+    return record
+
+
+def _device_targets(be, y):
+    """Targets on the device: integer labels stay integers, everything else becomes float."""
+    if not hasattr(y, "dtype"):
+        y = np.asarray(y)
+    return be.asarray(y, be.int_dtype if "int" in str(y.dtype) else None)
+
+
+def _check_positive(what: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise invalid(what, value, "must be an integer >= 1")
