@@ -1,0 +1,49 @@
+"""The backend matrix: every test taking ``backend`` runs on numpy, strict and (with a GPU)
+cupy; an absent backend is skipped with the reason."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import nnbench as nb
+from nnbench.errors import BackendUnavailableError
+
+BACKEND_NAMES = ("numpy", "strict", "cupy")
+
+
+def make_backend(name: str, dtype: str = "float64"):
+    if name == "strict" and importlib.util.find_spec("array_api_strict") is None:
+        pytest.skip("array-api-strict is not installed (pip install 'nnbench[test]')")
+    try:
+        return nb.get_backend(name, dtype)
+    except BackendUnavailableError as exc:
+        pytest.skip(f"{name} backend unavailable here: {exc}")
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def backend(backend_name):
+    """A float64 backend of the matrix (float64 so finite differences are meaningful)."""
+    return make_backend(backend_name, "float64")
+
+
+@pytest.fixture
+def backend32(backend_name):
+    """A float32 backend of the matrix (the training default)."""
+    return make_backend(backend_name, "float32")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def to_host(backend, a) -> np.ndarray:
+    return backend.to_host(a)
