@@ -13,3 +13,7 @@ def invalid(what: str, value, allowed: str) -> ValueError:
 
 class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here; the message says what to install or use."""
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset's files are missing and cannot be fetched; the message says where to put them."""

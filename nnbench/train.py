@@ -26,11 +26,14 @@ def train_step(model, loss_fn, optimizer, x, y) -> float:
 
 
 def _step(model, loss_fn, optimizer, x, y):
-    logits = model.forward_buffered(x, training=True)
-    loss, dlogits = loss_fn(logits, y)
-    if math.isfinite(loss):
-        model.backward(dlogits)
-        optimizer.step()
+    # Divergence is an outcome, detected by the non-finite loss: NumPy's overflow and
+    # invalid-value warnings on the way there are noise (CuPy raises none).
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits = model.forward_buffered(x, training=True)
+        loss, dlogits = loss_fn(logits, y)
+        if math.isfinite(loss):
+            model.backward(dlogits)
+            optimizer.step()
     return loss, logits
 
 
@@ -78,14 +81,17 @@ def train_epoch(model, loss_fn, optimizer, x, y, batch_size: int, rng) -> EpochR
 
 def evaluate(model, loss_fn, x, y, batch_size: int = DEFAULT_EVAL_BATCH) -> dict:
     """Mean loss and (for classification) accuracy in evaluation mode, in chunks."""
+    _check_positive("batch_size", batch_size)
     be = model.backend
     x, y = be.asarray(x), _device_targets(be, y)
+    _check_rows(x, y)
     total, correct, n = 0.0, 0, x.shape[0]
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         xb, yb = x[start:stop, ...], y[start:stop, ...]
-        logits = model.forward_buffered(xb, training=False)
-        loss, _ = loss_fn(logits, yb)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged model scores inf/nan
+            logits = model.forward_buffered(xb, training=False)
+            loss, _ = loss_fn(logits, yb)
         total += loss * xb.shape[0]
         right = loss_fn.correct(logits, yb)
         correct = None if right is None else correct + right
@@ -146,6 +152,12 @@ def fit(
         _check_positive("patience", patience)
     be = model.backend
     x, y = be.asarray(train[0]), _device_targets(be, train[1])
+    _check_rows(x, y)
+    if validation is not None:  # moved to the device once, checked before any training
+        validation = (be.asarray(validation[0]), _device_targets(be, validation[1]))
+        _check_rows(*validation)
+    if getattr(model, "batchnorm", False):
+        _check_batchnorm_batches(x.shape[0], batch_size)
     rng = np.random.default_rng(seed)
     result = FitResult(outcome="completed", epochs=0)
     best = math.inf
@@ -190,6 +202,23 @@ def _device_targets(be, y):
     if not hasattr(y, "dtype"):
         y = np.asarray(y)
     return be.asarray(y, be.int_dtype if "int" in str(y.dtype) else None)
+
+
+def _check_rows(x, y) -> None:
+    """At least one sample, and one target row per input row."""
+    n = x.shape[0]
+    if n < 1:
+        raise invalid("number of samples", n, "need at least 1")
+    if y.shape[0] != n:
+        raise invalid("number of target rows", y.shape[0], f"expected {n}, one per input row")
+
+
+def _check_batchnorm_batches(n: int, batch_size: int) -> None:
+    """Batch normalization trains on batches of two or more rows (a lone last row is skipped)."""
+    if batch_size < 2:
+        raise invalid("batch_size", batch_size, "batch normalization needs at least 2")
+    if n < 2:
+        raise invalid("number of samples", n, "batch normalization needs at least 2")
 
 
 def _check_positive(what: str, value) -> None:

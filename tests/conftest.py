@@ -23,6 +23,18 @@ def make_backend(name: str, dtype: str = "float64"):
         pytest.skip(f"{name} backend unavailable here: {exc}")
 
 
+def pytest_report_header(config):
+    """One line saying which backends of the matrix run here, and why the others are skipped."""
+    parts = []
+    for name in BACKEND_NAMES:
+        try:
+            nb.get_backend(name)
+            parts.append(f"{name}: runs")
+        except (BackendUnavailableError, ImportError) as exc:
+            parts.append(f"{name}: skipped ({exc})")
+    return "backend matrix: " + "; ".join(parts)
+
+
 @pytest.fixture(params=BACKEND_NAMES)
 def backend_name(request) -> str:
     return request.param

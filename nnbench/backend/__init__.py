@@ -28,34 +28,41 @@ __all__ = [
 ]
 
 
-def _numpy(dtype):
+def _make_numpy(dtype):
     return NumpyBackend(dtype)
 
 
-def _strict(dtype):
+def _make_strict(dtype):
     from nnbench.backend.strict import StrictBackend
 
     return StrictBackend(dtype)
 
 
-def _cupy(dtype):
+def _make_cupy(dtype):
     from nnbench.backend.cupy_backend import CupyBackend
 
     return CupyBackend(dtype)
 
 
-def _auto(dtype):
+def _make_auto(dtype):
     try:
-        backend = _cupy(dtype)
+        backend = _make_cupy(dtype)
         reason = f"CuPy sees {backend.device}"
     except BackendUnavailableError as exc:
-        backend = _numpy(dtype)
+        backend = _make_numpy(dtype)
         reason = str(exc).removeprefix("backend=cupy: ").split(";")[0]
     print(f"nnbench: backend=auto picked {backend.name} ({reason})", file=sys.stderr)
     return backend
 
 
-_FACTORIES = {"numpy": _numpy, "cupy": _cupy, "auto": _auto, "strict": _strict}
+# Named _make_*: a function called ``_cupy`` here would be replaced by the submodule
+# ``nnbench.backend._cupy`` the moment cupy_backend imports it.
+_FACTORIES = {
+    "numpy": _make_numpy,
+    "cupy": _make_cupy,
+    "auto": _make_auto,
+    "strict": _make_strict,
+}
 
 
 def get_backend(name: str = "numpy", dtype: str = "float32") -> Backend:

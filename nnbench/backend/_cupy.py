@@ -16,7 +16,9 @@ def import_cupy():
     try:
         import cupy
     except ImportError as exc:
-        raise BackendUnavailableError(f"backend=cupy: CuPy is not installed; {INSTALL_HINT}") from exc
+        raise BackendUnavailableError(
+            f"backend=cupy: CuPy is not installed; {INSTALL_HINT}"
+        ) from exc
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError, missing driver libraries, ...

@@ -176,9 +176,16 @@ class MLP:
             raise invalid(
                 "input shape", tuple(x.shape), f"expected (batch, {self.in_features})"
             )
-        x = be.asarray(x)
+        with np.errstate(over="ignore"):  # values beyond the dtype's range become inf
+            x = be.asarray(x)
         if not be.all_finite(x):
-            raise invalid("input", "NaN or infinity", "all features must be finite numbers")
+            host = be.to_host(x)
+            row, col = (int(i) for i in np.argwhere(~np.isfinite(host))[0])
+            raise invalid(
+                f"input at row {row}, column {col}",
+                float(host[row, col]),
+                "all features must be finite numbers, not NaN or infinity",
+            )
         return x
 
     # ------------------------------------------------------------------ state

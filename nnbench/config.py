@@ -1,0 +1,177 @@
+"""Structured-config schemas (registered in Hydra's ConfigStore) and the range checks.
+
+The schema makes every composed config typed and closed: a misspelt key or a value of the
+wrong type fails at compose time. `check` then enforces ranges and choices before any
+training starts, with one message per mistake: "Invalid optimizer.lr: -1.0 (must be > 0)".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from nnbench.backend import ACTIVATIONS, DTYPES
+from nnbench.errors import invalid
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+BACKEND_CHOICES = ("numpy", "cupy", "auto")
+
+
+@dataclass
+class BackendConfig:
+    name: str = "numpy"  # numpy | cupy | auto
+    dtype: str = "float32"  # float32 | float64
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "digits"  # a name from nnbench.data.DATASETS
+    val_fraction: float = 0.15  # share of the data held out for validation
+    test_fraction: float = 0.15  # share held out for the final test
+    samples: Optional[int] = None  # synthetic datasets: how many points
+    noise: Optional[float] = None  # synthetic datasets: noise level
+    classes: Optional[int] = None  # spirals: number of arms
+    margin: Optional[float] = None  # linear: gap between the two classes
+    limit: Optional[int] = None  # mnist / fashion_mnist: use only this many training images
+    root: Optional[str] = None  # mnist / fashion_mnist: cache folder of the IDX files
+    path: Optional[str] = None  # csv: the file
+    target: Optional[str] = None  # csv: the target column
+    task: Optional[str] = None  # csv: multiclass | regression (default: inferred)
+
+
+@dataclass
+class ModelConfig:
+    hidden: list[int] = field(default_factory=lambda: [64, 64])  # hidden layer widths
+    activation: str = "relu"  # sigmoid | tanh | relu | leaky_relu | identity
+    dropout: float = 0.0  # drop probability after each hidden activation, in [0, 1)
+    batchnorm: bool = False  # BatchNorm1d between each hidden Dense and its activation
+    l1: float = 0.0  # penalty l1 * sum|W| on Dense weights
+    l2: float = 0.0  # penalty (l2 / 2) * sum W^2 on Dense weights
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | momentum | adam | adamw
+    lr: float = 0.1  # learning rate, > 0
+    momentum: float = 0.0  # SGD momentum in [0, 1)
+    nesterov: bool = False  # SGD: Nesterov momentum
+    weight_decay: float = 0.0  # >= 0; decoupled for adamw
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam, each in [0, 1)
+    eps: float = 1e-8  # Adam
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 20  # passes over the training set, >= 1
+    batch_size: int = 64  # mini-batch size, >= 1
+    patience: Optional[int] = None  # early stopping on val/loss after this many flat epochs
+    min_delta: float = 0.0  # smallest val/loss decrease that counts as progress
+    progress: str = "auto"  # auto (a bar on a terminal) | bar | none
+
+
+@dataclass
+class TrackingConfig:
+    name: str = "none"  # none (MLflow tracking arrives as tracking=mlflow)
+    uri: Optional[str] = None
+    experiment: Optional[str] = None
+
+
+@dataclass
+class Config:
+    seed: int = 0  # fixes weights, data split, shuffling and dropout masks
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register() -> None:
+    """Store the schema so that conf/config.yaml can name it first in its defaults."""
+    ConfigStore.instance().store(name="nnbench_schema", node=Config)
+
+
+# ---------------------------------------------------------------------- range checks
+def _positive(v):
+    return v > 0
+
+
+def _at_least_one(v):
+    return v >= 1
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _unit_interval(v):
+    return 0 <= v < 1
+
+
+def _fraction(v):
+    return 0 < v < 1
+
+
+# (key, predicate, what is allowed): one table, checked in one place.
+RANGES = [
+    ("optimizer.lr", _positive, "must be > 0"),
+    ("optimizer.momentum", _unit_interval, "must be in [0, 1)"),
+    ("optimizer.weight_decay", _non_negative, "must be >= 0"),
+    ("optimizer.eps", _non_negative, "must be >= 0"),
+    ("model.dropout", _unit_interval, "must be in [0, 1)"),
+    ("model.l1", _non_negative, "must be >= 0"),
+    ("model.l2", _non_negative, "must be >= 0"),
+    ("trainer.epochs", _at_least_one, "must be >= 1"),
+    ("trainer.batch_size", _at_least_one, "must be >= 1"),
+    ("trainer.patience", _at_least_one, "must be >= 1, or null to train every epoch"),
+    ("trainer.min_delta", _non_negative, "must be >= 0"),
+    ("dataset.val_fraction", _fraction, "must be in (0, 1)"),
+    ("dataset.test_fraction", _fraction, "must be in (0, 1)"),
+]
+
+CHOICES = [
+    ("backend.name", BACKEND_CHOICES),
+    ("backend.dtype", DTYPES),
+    ("model.activation", ACTIVATIONS),
+    ("optimizer.name", OPTIMIZERS),
+    ("trainer.progress", ("auto", "bar", "none")),
+]
+
+
+def _get(cfg: Any, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def check(cfg: Any) -> None:
+    """Raise ValueError for the first value out of range or not among the choices."""
+    for key, allowed in CHOICES:
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise invalid(key, value, "allowed: " + ", ".join(allowed))
+    from nnbench.data import DATASETS
+
+    if cfg.dataset.name not in DATASETS:
+        raise invalid("dataset", cfg.dataset.name, "allowed: " + ", ".join(DATASETS))
+    for key, ok, allowed in RANGES:
+        value = _get(cfg, key)
+        if value is not None and not ok(value):
+            raise invalid(key, value, allowed)
+    for size in cfg.model.hidden:
+        if size < 1:
+            raise invalid("model.hidden", list(cfg.model.hidden), "each width must be >= 1")
+    for index, beta in enumerate(cfg.optimizer.betas):
+        if not _unit_interval(beta):
+            raise invalid(f"optimizer.betas[{index}]", beta, "must be in [0, 1)")
+    if len(cfg.optimizer.betas) != 2:
+        raise invalid("optimizer.betas", list(cfg.optimizer.betas), "expected two values")
+    if cfg.dataset.val_fraction + cfg.dataset.test_fraction >= 1:
+        raise invalid(
+            "dataset.val_fraction + dataset.test_fraction",
+            cfg.dataset.val_fraction + cfg.dataset.test_fraction,
+            "must leave data to train on (< 1)",
+        )

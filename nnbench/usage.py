@@ -1,0 +1,111 @@
+"""User mistakes end as one line on stderr and exit code 2, never a traceback.
+
+Hydra reports composition errors through ``hydra._internal.utils.run_and_report``, which
+prints multi-line text (or a trimmed traceback) and exits 1. `reporting_user_errors` swaps in
+a reporter that turns the errors a user can cause (unknown group option, misspelt key, wrong
+type, a value out of range, a missing file) into "nnbench: error: Invalid ..." and exit 2.
+Anything else is a bug and keeps Hydra's full report. HYDRA_FULL_ERROR=1 disables the
+rewriting, as it does in Hydra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+def _schema_keys(dotted_parent: str) -> list[str]:
+    """Field names of the schema node at ``dotted_parent`` ("" for the top level)."""
+    from nnbench.config import Config
+
+    node = Config()
+    for part in filter(None, dotted_parent.split(".")):
+        node = getattr(node, part, None)
+        if not dataclasses.is_dataclass(node):
+            return []
+    return [f.name for f in dataclasses.fields(node)]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str | None:
+    """The one-line message for a user mistake, or None when ``exc`` is not one."""
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+
+    from nnbench.errors import BackendUnavailableError, DatasetUnavailableError
+
+    if isinstance(exc, MissingConfigException):
+        group, _, option = (exc.missing_cfg_file or "").rpartition("/")
+        if group and exc.options:
+            return f"Invalid {group}: {option!r} (allowed: {', '.join(sorted(exc.options))})"
+        return _first_line(exc)
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, ConfigCompositionException) and cause is not None:
+        described = describe(cause)
+        return described if described is not None else _first_line(exc)
+    if isinstance(exc, ConfigKeyError):
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", "?")
+        parent = key.rpartition(".")[0]
+        keys = _schema_keys(parent)
+        where = f"keys under {parent}" if parent else "top-level keys"
+        allowed = f"{where}: {', '.join(keys)}" if keys else "not a config key"
+        return f"Invalid key: {key!r} ({allowed})"
+    if isinstance(exc, MissingMandatoryValue):
+        key = getattr(exc, "full_key", "?")
+        return f"Invalid {key}: missing (set {key}=... on the command line)"
+    if isinstance(exc, ValidationError):
+        key = getattr(exc, "full_key", None) or "value"
+        return f"Invalid {key}: {_first_line(exc)}"
+    if isinstance(exc, (ConfigCompositionException, OverrideParseException)):
+        return _first_line(exc)
+    if isinstance(exc, (ValueError, BackendUnavailableError, DatasetUnavailableError)):
+        return _first_line(exc)
+    return None
+
+
+def _report_factory(original):
+    def run_and_report(func):
+        try:
+            return func()
+        except Exception as exc:
+            message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
+            if message is None:
+                return original(lambda: _reraise(exc))
+            print(f"nnbench: error: {message}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+
+    return run_and_report
+
+
+def _reraise(exc):
+    raise exc
+
+
+@contextlib.contextmanager
+def reporting_user_errors():
+    """Within this block Hydra reports user mistakes as one line and exit code 2."""
+    import hydra._internal.utils as hydra_utils
+
+    original = hydra_utils.run_and_report
+    hydra_utils.run_and_report = _report_factory(original)
+    try:
+        yield
+    except Exception as exc:  # raised outside Hydra's reporter (e.g. while reading the mode)
+        message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
+        if message is None:
+            raise
+        print(f"nnbench: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    finally:
+        hydra_utils.run_and_report = original

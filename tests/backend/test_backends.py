@@ -1,0 +1,572 @@
+"""Backends: selection by name, views into flat buffers, and fast paths against the reference.
+
+The reference is the base `Backend` built directly on the ``numpy`` namespace: plain array-API
+expressions, allocating freely. `NumpyBackend` (and `CupyBackend`, which inherits its paths)
+overrides hot paths with in-place ufunc code; each override must give the reference's numbers
+up to rounding: rtol 1e-12 in float64, 1e-5 in float32.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import nnbench as nb
+from nnbench.backend import BACKENDS
+from nnbench.backend.base import ACTIVATIONS, DTYPES, Backend
+from nnbench.backend.cupy_backend import CupyBackend
+from nnbench.backend.numpy_backend import NumpyBackend
+from tests.conftest import make_backend
+
+RTOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _cupy_usable() -> bool:
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------------------- get_backend
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["numpy", "strict", "auto"])
+def test_get_backend_by_name_and_dtype(name, dtype):
+    be = nb.get_backend(name, dtype=dtype)
+    assert be.dtype_name == dtype
+    a = be.asarray(np.ones((2, 3)))
+    assert str(a.dtype).endswith(dtype)
+    assert be.to_host(a).dtype == np.dtype(dtype)
+
+
+def test_get_backend_default_dtype_is_float32():
+    assert nb.get_backend("numpy").dtype_name == "float32"
+
+
+def test_unknown_backend_names_it_and_lists_the_choices():
+    with pytest.raises(ValueError, match=r"^Invalid backend: 'tensorflow' \(allowed: ") as info:
+        nb.get_backend("tensorflow")
+    for name in BACKENDS:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_bad_dtype_is_refused(name):
+    with pytest.raises(ValueError, match=r"^Invalid dtype: 'int8' \(allowed: float32, float64\)"):
+        nb.get_backend(name, dtype="int8")
+
+
+@pytest.mark.skipif(_cupy_usable(), reason="CuPy and a GPU are present: backend=cupy works")
+def test_cupy_without_gpu_says_what_to_do():
+    with pytest.raises(nb.BackendUnavailableError) as info:
+        nb.get_backend("cupy")
+    message = str(info.value)
+    assert "backend=numpy" in message
+    if importlib.util.find_spec("cupy") is None:
+        assert "pip install 'nnbench[gpu]'" in message
+
+
+@pytest.mark.skipif(_cupy_usable(), reason="CuPy and a GPU are present: auto picks cupy")
+def test_auto_picks_numpy_and_says_why(capsys):
+    be = nb.get_backend("auto", dtype="float64")
+    assert isinstance(be, NumpyBackend) and be.name == "numpy"
+    err = capsys.readouterr().err
+    assert "backend=auto picked numpy (" in err
+    reason = err.split("backend=auto picked numpy (", 1)[1]
+    assert "CuPy" in reason
+
+
+def test_auto_works_again_after_cupy_was_tried(capsys):
+    """Regression: the factory for cupy was once shadowed by the ``nnbench.backend._cupy``
+    submodule after the first attempt, so a second ``auto`` raised TypeError."""
+    for name in ("auto", "cupy", "auto", "auto"):
+        try:
+            assert nb.get_backend(name).name in ("numpy", "cupy")
+        except nb.BackendUnavailableError:
+            assert name == "cupy"
+
+
+# ---------------------------------------------------------------------------- views
+SHAPES = [(2, 3), (4,), (2, 2)]
+
+
+def test_views_write_through_both_ways(backend):
+    """Writes into a view land in the flat buffer and writes into the buffer show in views."""
+    be = backend
+    flat = be.zeros((14,))
+    w, b, m = be.views(flat, SHAPES)
+    assert [tuple(v.shape) for v in (w, b, m)] == SHAPES
+    w[...] = be.asarray(np.arange(6.0).reshape(2, 3))
+    b[...] = be.asarray(np.full(4, 7.0))
+    expected = np.concatenate([np.arange(6.0), np.full(4, 7.0), np.zeros(4)])
+    np.testing.assert_array_equal(be.to_host(flat), expected)
+
+    flat[...] = be.asarray(np.arange(14.0) + 100.0)
+    np.testing.assert_array_equal(be.to_host(w), (np.arange(6.0) + 100).reshape(2, 3))
+    np.testing.assert_array_equal(be.to_host(b), np.arange(6.0, 10.0) + 100)
+    np.testing.assert_array_equal(be.to_host(m), (np.arange(10.0, 14.0) + 100).reshape(2, 2))
+
+
+def _small_mlp(be):
+    return nb.MLP(3, [4], 2, activation="tanh", batchnorm=True, seed=0, backend=be)
+
+
+def test_load_state_dict_writes_into_flat_params(backend, rng):
+    model = _small_mlp(backend)
+    trainable = list(model.gradients())
+    new = {k: rng.standard_normal(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict(new)
+    flat = backend.to_host(model.params)
+    np.testing.assert_allclose(flat, np.concatenate([new[k].ravel() for k in trainable]))
+
+
+def test_state_dict_reflects_writes_into_params(backend, rng):
+    model = _small_mlp(backend)
+    values = rng.standard_normal(model.num_parameters)
+    model.params[...] = backend.asarray(values)
+    sd = model.state_dict()
+    trainable = list(model.gradients())
+    np.testing.assert_allclose(np.concatenate([sd[k].ravel() for k in trainable]), values)
+
+    model.params[...] = backend.zeros((model.num_parameters,))  # the layers see it too
+    logits = model.forward(rng.standard_normal((5, 3)))
+    np.testing.assert_array_equal(backend.to_host(logits), np.zeros((5, 2)))
+
+
+# ---------------------------------------------------------------------------- parity helpers
+BASE_PUBLIC = {
+    n for n in dir(Backend) if not n.startswith("_") and not isinstance(getattr(Backend, n), str)
+}
+
+
+def overrides(cls) -> set:
+    """Public methods (and properties) of Backend that ``cls`` replaces, anywhere in its MRO."""
+    return {n for n in BASE_PUBLIC if getattr(cls, n) is not getattr(Backend, n)}
+
+
+COVERED: set = set()
+
+
+def covers(*names):
+    """Mark a test as the parity case for the named overrides."""
+    COVERED.update(names)
+    return lambda test: test
+
+
+# What CupyBackend overrides that has no numerical content to compare with the reference.
+DEVICE_ONLY = {"device", "synchronize", "memory_in_use", "rng"}
+
+
+def test_every_numpy_override_has_a_parity_case():
+    assert overrides(NumpyBackend) == COVERED
+
+
+def test_every_cupy_override_has_a_parity_case():
+    assert overrides(CupyBackend) - DEVICE_ONLY <= COVERED
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request) -> str:
+    return request.param
+
+
+@pytest.fixture(params=["numpy", "cupy"])
+def pair(request, dtype):
+    """(reference, fast) at one dtype; inputs reach ``fast`` as fresh copies (`dev`)."""
+    return Backend(np, dtype), make_backend(request.param, dtype)
+
+
+def host(be, value):
+    """Python scalars as they are; arrays as NumPy (checking the backend kept its dtype)."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    assert str(value.dtype).endswith(be.dtype_name) or "int" in str(value.dtype)
+    return be.to_host(value)
+
+
+def assert_close(fast, actual, expected, dtype):
+    rtol = RTOL[dtype]
+    actual = host(fast, actual)
+    if expected is None or isinstance(expected, (bool, int)):
+        assert actual == expected
+    else:
+        np.testing.assert_allclose(actual, np.asarray(expected), rtol=rtol, atol=rtol)
+
+
+def dev(be, a, dtype=None):
+    """A fresh device copy of host ``a``: NumPy's asarray would hand back ``a`` itself, and
+    the reference and the fast path must never share a buffer."""
+    return be.asarray(np.array(a, copy=True), dtype)
+
+
+def randn(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------------------- arrays in/out
+@covers("asarray", "to_host", "copy")
+def test_arrays_in_and_out_match_reference(pair, dtype, rng):
+    ref, fast = pair
+    x = rng.standard_normal((3, 4))
+    assert_close(fast, fast.asarray(x), ref.asarray(x), dtype)
+    assert_close(fast, fast.asarray([[1, 2], [3, 4]]), ref.asarray([[1, 2], [3, 4]]), dtype)
+    labels = fast.asarray(np.array([2, 0, 1]), dtype=fast.int_dtype)
+    np.testing.assert_array_equal(fast.to_host(labels), [2, 0, 1])
+
+    a = dev(fast, x)
+    h = fast.to_host(a)
+    assert isinstance(h, np.ndarray)
+    h[...] = 0.0  # a host copy: the device array is untouched
+    np.testing.assert_allclose(fast.to_host(a), ref.to_host(ref.asarray(x)), rtol=RTOL[dtype])
+    c = fast.copy(a)
+    a[...] = fast.asarray(np.zeros((3, 4)))
+    assert_close(fast, c, ref.copy(ref.asarray(x)), dtype)
+
+
+@covers("multiply")
+def test_multiply(pair, dtype, rng):
+    ref, fast = pair
+    a, b = randn(rng, (4, 5), dtype), randn(rng, (4, 5), dtype)
+    expected = ref.multiply(a, b)
+    assert_close(fast, fast.multiply(dev(fast, a), dev(fast, b)), expected, dtype)
+    fa = dev(fast, a)
+    result = fast.multiply(fa, dev(fast, b), out=fa)  # out may alias a
+    assert result is fa
+    assert_close(fast, fa, expected, dtype)
+
+
+@covers("take_rows")
+def test_take_rows(pair, dtype, rng):
+    ref, fast = pair
+    x = randn(rng, (10, 3), dtype)
+    idx = rng.permutation(10)[:6]
+    expected = ref.take_rows(x, idx)
+    assert_close(fast, fast.take_rows(dev(fast, x), idx), expected, dtype)
+    out = fast.empty((6, 3))
+    assert fast.take_rows(dev(fast, x), idx, out=out) is out
+    assert_close(fast, out, expected, dtype)
+    labels = np.arange(10) * 3
+    got = fast.take_rows(dev(fast, labels, dtype=fast.int_dtype), idx)
+    np.testing.assert_array_equal(fast.to_host(got), ref.take_rows(labels, idx))
+
+
+@covers("all_finite")
+def test_all_finite(pair, dtype, rng):
+    """Hand-written expectations, including sums that overflow although every element is
+    finite (3e38 in float32, 1e308 in float64) and +inf next to -inf (a NaN sum)."""
+    ref, fast = pair
+    big = {"float32": 3e38, "float64": 1e308}[dtype]
+    cases = {
+        "finite": (randn(rng, (4, 5), dtype), True),
+        "nan": (np.array([[1.0, np.nan], [2.0, 3.0]], dtype), False),
+        "inf": (np.array([1.0, np.inf, 2.0], dtype), False),
+        "-inf": (np.array([-np.inf, 0.0], dtype), False),
+        "inf and -inf": (np.array([np.inf, -np.inf], dtype), False),
+        "sum overflows": (np.full((3, 4), big, dtype), True),
+        "sum overflows, then nan": (np.array([big, big, big, np.nan], dtype), False),
+    }
+    for case, (a, expected) in cases.items():
+        assert ref.all_finite(a) is expected, case
+        assert fast.all_finite(dev(fast, a)) is expected, case
+
+
+@covers("abs_sum", "square_sum")
+def test_abs_and_square_sums(pair, dtype, rng):
+    ref, fast = pair
+    a = randn(rng, (6, 7), dtype)
+    for x in (a, a.T, a[:, 0], np.zeros((2, 2), dtype)):  # .T: not contiguous
+        fx = dev(fast, np.ascontiguousarray(x)).T if x is a.T else dev(fast, x)
+        assert fast.abs_sum(fx) == pytest.approx(ref.abs_sum(x), rel=RTOL[dtype])
+        assert fast.square_sum(fx) == pytest.approx(ref.square_sum(x), rel=RTOL[dtype])
+        assert isinstance(fast.abs_sum(fx), float) and isinstance(fast.square_sum(fx), float)
+
+
+# ---------------------------------------------------------------------------- random numbers
+@covers("uniform")
+def test_uniform(pair, dtype):
+    """Samples in [0, 1) at the backend dtype; in float64 NumPy draws the reference's stream."""
+    ref, fast = pair
+    u = host(fast, fast.uniform(fast.rng(5), (50, 40)))
+    assert u.shape == (50, 40) and u.dtype == np.dtype(dtype)
+    assert u.min() >= 0.0 and u.max() < 1.0 and abs(u.mean() - 0.5) < 0.03
+    out = fast.empty((50, 40))
+    assert fast.uniform(fast.rng(5), (50, 40), out=out) is out
+    np.testing.assert_array_equal(fast.to_host(out), u)
+    if fast.name == "numpy" and dtype == "float64":
+        np.testing.assert_array_equal(u, ref.uniform(ref.rng(5), (50, 40)))
+
+
+@covers("dropout_mask")
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_dropout_mask(pair, dtype, p):
+    """Values are 0 or 1/(1-p), kept with probability 1-p; NumPy float64 equals the reference
+    mask drawn from the same seed."""
+    ref, fast = pair
+    shape = (100, 80)
+    mask = host(fast, fast.dropout_mask(fast.rng(3), p, shape))
+    scale = np.asarray(1.0 / (1.0 - p), dtype)
+    assert mask.dtype == np.dtype(dtype)
+    assert set(np.unique(mask).tolist()) <= {0.0, float(scale)}
+    assert abs(np.mean(mask == scale) - (1.0 - p)) < 0.03
+    out = fast.empty(shape)
+    assert fast.dropout_mask(fast.rng(3), p, shape, out=out) is out
+    np.testing.assert_array_equal(fast.to_host(out), mask)
+    if fast.name == "numpy" and dtype == "float64":
+        np.testing.assert_array_equal(mask, ref.dropout_mask(ref.rng(3), p, shape))
+
+
+# ---------------------------------------------------------------------------- layers
+@covers("linear")
+@pytest.mark.parametrize("n", [1, 7])
+def test_linear(pair, dtype, rng, n):
+    ref, fast = pair
+    x, w, b = randn(rng, (n, 5), dtype), randn(rng, (3, 5), dtype), randn(rng, (3,), dtype)
+    expected = ref.linear(x, w, b)
+    args = [dev(fast, a) for a in (x, w, b)]
+    assert_close(fast, fast.linear(*args), expected, dtype)
+    out = fast.empty((n, 3))
+    assert fast.linear(*args, out=out) is out
+    assert_close(fast, out, expected, dtype)
+
+
+@covers("linear_backward")
+@pytest.mark.parametrize("n", [1, 7])
+@pytest.mark.parametrize("with_dx", [True, False])
+def test_linear_backward(pair, dtype, rng, n, with_dx):
+    """Gradients land in views of one flat buffer, as in the MLP."""
+    ref, fast = pair
+    dout, x, w = randn(rng, (n, 3), dtype), randn(rng, (n, 5), dtype), randn(rng, (3, 5), dtype)
+    ref_gw, ref_gb, ref_dx = np.empty((3, 5), dtype), np.empty(3, dtype), np.empty((n, 5), dtype)
+    ref.linear_backward(dout, x, w, ref_gw, ref_gb, ref_dx)
+
+    flat = fast.zeros((18,))
+    gw, gb = fast.views(flat, [(3, 5), (3,)])
+    dx = fast.empty((n, 5)) if with_dx else None
+    result = fast.linear_backward(*(dev(fast, a) for a in (dout, x, w)), gw, gb, dx)
+    assert result is dx
+    assert_close(fast, gw, ref_gw, dtype)
+    assert_close(fast, gb, ref_gb, dtype)
+    assert_close(fast, fast.to_host(flat)[:15], ref_gw.ravel(), dtype)
+    if with_dx:
+        assert_close(fast, dx, ref_dx, dtype)
+
+
+def activation_input(rng, dtype):
+    """Random values plus zeros and magnitudes where a naive sigmoid would overflow."""
+    z = 4.0 * rng.standard_normal((6, 8))
+    z[0, :] = [-1000.0, -60.0, -1.0, -0.0, 0.0, 1.0, 60.0, 1000.0]
+    return z.astype(dtype)
+
+
+@covers("activation")
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+def test_activation(pair, dtype, rng, kind):
+    ref, fast = pair
+    z = activation_input(rng, dtype)
+    expected = ref.activation(kind, z)
+    assert_close(fast, fast.activation(kind, dev(fast, z)), expected, dtype)
+    out = fast.empty(z.shape)
+    assert fast.activation(kind, dev(fast, z), out=out) is out
+    assert_close(fast, out, expected, dtype)
+    fz = dev(fast, z)
+    assert fast.activation(kind, fz, out=fz) is fz  # out may alias z
+    assert_close(fast, fz, expected, dtype)
+
+
+@covers("activation_backward")
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+def test_activation_backward(pair, dtype, rng, kind):
+    ref, fast = pair
+    y = ref.activation(kind, activation_input(rng, dtype))
+    dy = randn(rng, y.shape, dtype)
+    expected = ref.activation_backward(kind, y, dy)
+    fy = dev(fast, y)
+    assert_close(fast, fast.activation_backward(kind, fy, dev(fast, dy)), expected, dtype)
+    out = fast.empty(y.shape)
+    assert fast.activation_backward(kind, fy, dev(fast, dy), out=out) is out
+    assert_close(fast, out, expected, dtype)
+    fdy = dev(fast, dy)
+    assert fast.activation_backward(kind, fy, fdy, out=fdy) is fdy  # out may alias dy
+    assert_close(fast, fdy, expected, dtype)
+
+
+# ---------------------------------------------------------------------------- losses
+@covers("cross_entropy")
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_cross_entropy(pair, dtype, rng, scale):
+    """scale=1000: logits far beyond exp's range must stay finite."""
+    ref, fast = pair
+    logits = (scale * rng.standard_normal((9, 5))).astype(dtype)
+    labels = rng.integers(0, 5, size=9)
+    ref_loss, ref_grad = ref.cross_entropy(logits, labels)
+    assert np.isfinite(ref_loss)
+    flabels = dev(fast, labels, dtype=fast.int_dtype)
+    loss, grad = fast.cross_entropy(dev(fast, logits), flabels)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(ref_loss, rel=RTOL[dtype])
+    assert_close(fast, grad, ref_grad, dtype)
+    out = fast.empty(logits.shape)
+    loss2, grad2 = fast.cross_entropy(dev(fast, logits), flabels, dlogits=out)
+    assert grad2 is out and loss2 == loss
+    assert_close(fast, out, ref_grad, dtype)
+
+
+@covers("count_correct")
+def test_count_correct(pair, dtype, rng):
+    """Small integer logits make ties, which go to the first index in both."""
+    ref, fast = pair
+    logits = rng.integers(0, 3, size=(40, 4)).astype(dtype)
+    labels = rng.integers(0, 4, size=40)
+    expected = ref.count_correct(logits, labels)
+    got = fast.count_correct(dev(fast, logits), dev(fast, labels, dtype=fast.int_dtype))
+    assert type(got) is int and got == expected
+    tie = np.array([[1.0, 1.0, 0.0]], dtype)
+    assert ref.count_correct(tie, np.array([0])) == 1
+    one = dev(fast, np.array([0]), dtype=fast.int_dtype)
+    assert fast.count_correct(dev(fast, tie), one) == 1
+
+
+# ---------------------------------------------------------------------------- regularization
+@covers("add_weight_penalty_grad")
+@pytest.mark.parametrize("l1, l2", [(0.0, 0.0), (0.1, 0.0), (0.0, 0.2), (0.1, 0.2)])
+def test_add_weight_penalty_grad(pair, dtype, rng, l1, l2):
+    ref, fast = pair
+    w = randn(rng, (4, 5), dtype)
+    w[0, :2] = 0.0  # sign(0) = 0
+    grad = randn(rng, (4, 5), dtype)
+    expected = grad.copy()
+    ref.add_weight_penalty_grad(expected, w, l1, l2)
+    fgrad = dev(fast, grad)
+    assert fast.add_weight_penalty_grad(fgrad, dev(fast, w), l1, l2) is None
+    assert_close(fast, fgrad, expected, dtype)
+
+
+# ---------------------------------------------------------------------------- optimizers
+SGD_CONFIGS = [
+    dict(momentum=0.0, nesterov=False, weight_decay=0.0),
+    dict(momentum=0.0, nesterov=False, weight_decay=0.01),
+    dict(momentum=0.9, nesterov=False, weight_decay=0.0),
+    dict(momentum=0.9, nesterov=False, weight_decay=0.01),
+    dict(momentum=0.9, nesterov=True, weight_decay=0.0),
+    dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+]
+
+
+@covers("sgd_step")
+@pytest.mark.parametrize("config", SGD_CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_sgd_step(pair, dtype, rng, config):
+    """Four steps from the same start (the first sets the buffer); grad is not modified."""
+    ref, fast = pair
+    size = 23
+    p = randn(rng, size, dtype)
+    buf = np.zeros(size, dtype) if config["momentum"] else None
+    fp = dev(fast, p)
+    fbuf = fast.zeros((size,)) if config["momentum"] else None
+    scratch = (fast.empty((size,)), fast.empty((size,)))
+    ref_scratch = (np.empty(size, dtype), np.empty(size, dtype))
+    for step in range(1, 5):
+        g = randn(rng, size, dtype)
+        fg = dev(fast, g)
+        ref.sgd_step(p, g, buf, lr=0.1, first=step == 1, scratch=ref_scratch, **config)
+        fast.sgd_step(fp, fg, fbuf, lr=0.1, first=step == 1, scratch=scratch, **config)
+        assert_close(fast, fp, p, dtype)
+        assert_close(fast, fg, g, dtype)
+        if buf is not None:
+            assert_close(fast, fbuf, buf, dtype)
+
+
+@covers("adam_step")
+@pytest.mark.parametrize(
+    "weight_decay, decoupled", [(0.0, False), (0.1, False), (0.1, True)], ids=str
+)
+def test_adam_step(pair, dtype, rng, weight_decay, decoupled):
+    ref, fast = pair
+    size = 23
+    p, m, v = randn(rng, size, dtype), np.zeros(size, dtype), np.zeros(size, dtype)
+    fp, fm, fv = dev(fast, p), fast.zeros((size,)), fast.zeros((size,))
+    scratch = (fast.empty((size,)), fast.empty((size,)))
+    ref_scratch = (np.empty(size, dtype), np.empty(size, dtype))
+    hyper = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
+    hyper.update(weight_decay=weight_decay, decoupled=decoupled)
+    for step in range(1, 6):
+        g = randn(rng, size, dtype)
+        fg = dev(fast, g)
+        ref.adam_step(p, g, m, v, step=step, scratch=ref_scratch, **hyper)
+        fast.adam_step(fp, fg, fm, fv, step=step, scratch=scratch, **hyper)
+        for got, want in ((fp, p), (fm, m), (fv, v), (fg, g)):
+            assert_close(fast, got, want, dtype)
+
+
+# ---------------------------------------------------------------------------- numpy vs strict
+@pytest.fixture
+def numpy_strict():
+    return make_backend("numpy", "float64"), make_backend("strict", "float64")
+
+
+def assert_same(np_be, strict_be, a, b):
+    np.testing.assert_allclose(np_be.to_host(a), strict_be.to_host(b), rtol=1e-12, atol=1e-12)
+
+
+def test_strict_linear_and_backward(numpy_strict, rng):
+    npb, stb = numpy_strict
+    x, w, b, dout = (rng.standard_normal(s) for s in ((7, 5), (3, 5), (3,), (7, 3)))
+    assert_same(npb, stb, npb.linear(x, w, b), stb.linear(*[dev(stb, a) for a in (x, w, b)]))
+    grads = {be.name: (be.zeros((3, 5)), be.zeros((3,)), be.zeros((7, 5))) for be in (npb, stb)}
+    npb.linear_backward(dout, x, w, *grads["numpy"])
+    stb.linear_backward(*[dev(stb, a) for a in (dout, x, w)], *grads["strict"])
+    for a, b_ in zip(grads["numpy"], grads["strict"], strict=True):
+        assert_same(npb, stb, a, b_)
+
+
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+def test_strict_activation_and_backward(numpy_strict, rng, kind):
+    npb, stb = numpy_strict
+    z = activation_input(rng, "float64")
+    dy = rng.standard_normal(z.shape)
+    y_np, y_st = npb.activation(kind, z.copy()), stb.activation(kind, dev(stb, z))
+    assert_same(npb, stb, y_np, y_st)
+    dz_np = npb.activation_backward(kind, y_np, dy.copy())
+    assert_same(npb, stb, dz_np, stb.activation_backward(kind, y_st, dev(stb, dy)))
+
+
+def test_strict_cross_entropy_and_count(numpy_strict, rng):
+    npb, stb = numpy_strict
+    logits, labels = rng.standard_normal((9, 4)), rng.integers(0, 4, size=9)
+    slogits, slabels = dev(stb, logits), dev(stb, labels, dtype=stb.int_dtype)
+    loss_np, grad_np = npb.cross_entropy(logits, labels)
+    loss_st, grad_st = stb.cross_entropy(slogits, slabels)
+    assert loss_np == pytest.approx(loss_st, rel=1e-12)
+    assert_same(npb, stb, grad_np, grad_st)
+    assert npb.count_correct(logits, labels) == stb.count_correct(slogits, slabels)
+
+
+def test_strict_take_rows_and_all_finite(numpy_strict, rng):
+    npb, stb = numpy_strict
+    x, idx = rng.standard_normal((8, 3)), rng.permutation(8)[:5]
+    assert_same(npb, stb, npb.take_rows(x, idx), stb.take_rows(dev(stb, x), idx))
+    bad = np.array([1.0, np.inf, -np.inf])
+    assert npb.all_finite(bad) is stb.all_finite(dev(stb, bad)) is False
+
+
+def test_strict_optimizer_steps(numpy_strict, rng):
+    npb, stb = numpy_strict
+    size = 11
+    p0 = rng.standard_normal(size)
+    state = {be.name: [dev(be, p0)] + [be.zeros((size,)) for _ in range(3)] for be in (npb, stb)}
+    sgd = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
+    adam = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, decoupled=True)
+    for step in range(1, 4):
+        g = rng.standard_normal(size)
+        for be in (npb, stb):
+            p, buf, m, v = state[be.name]
+            scratch = (be.empty((size,)), be.empty((size,)))
+            be.sgd_step(p, dev(be, g), buf, first=step == 1, scratch=scratch, **sgd)
+            be.adam_step(p, dev(be, g), m, v, step=step, scratch=scratch, **adam)
+        for a, b in zip(state["numpy"], state["strict"], strict=True):
+            assert_same(npb, stb, a, b)
