@@ -15,7 +15,7 @@ import nnbench as nb
 from nnbench import config as schema
 from nnbench.data import load_dataset
 from nnbench.progress import make_progress
-from nnbench.usage import reporting_user_errors
+from nnbench.usage import exit_on_user_error, reporting_user_errors
 
 schema.register()
 
@@ -46,14 +46,22 @@ def build_optimizer(model, cfg: DictConfig):
 
 
 def load(cfg: DictConfig, seed: int):
+    """The dataset named by ``cfg.name`` with the options that are set; errors name the
+    config key (``dataset.path``), as the user typed it."""
     options = {key: cfg[key] for key in DATASET_OPTIONS if cfg[key] is not None}
-    return load_dataset(
-        cfg.name,
-        seed=seed,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        **options,
-    )
+    try:
+        return load_dataset(
+            cfg.name,
+            seed=seed,
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+            **options,
+        )
+    except ValueError as exc:
+        what = str(exc).removeprefix("Invalid ").split(":")[0]
+        if what in DATASET_OPTIONS:
+            raise ValueError(str(exc).replace("Invalid ", "Invalid dataset.", 1)) from exc
+        raise
 
 
 def train(cfg: DictConfig, multirun: bool = False) -> dict:
@@ -114,21 +122,27 @@ def _format_metrics(metrics: dict) -> str:
 
 
 def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
-    result, model = run["result"], run["model"]
+    result, model, backend = run["result"], run["model"], run["backend"]
+    sizes = "-".join(str(s) for s in [model.in_features, *model.hidden, model.out_features])
     lines = [
-        f"nnbench: {cfg.dataset.name} | {model!r} | {cfg.optimizer.name} lr={cfg.optimizer.lr}",
+        f"nnbench: {cfg.dataset.name}, MLP {sizes} {model.activation}, "
+        f"{cfg.optimizer.name} lr={cfg.optimizer.lr}, {backend.name} {backend.dtype_name} "
+        f"({backend.device})",
         f"{result.message} in {run['seconds']:.1f} s",
     ]
     if run["metrics"]:
         lines.append("  " + _format_metrics(run["metrics"]))
     if cfg.tracking.name == "none":
-        lines.append("not recorded: tracking=none")
+        lines.append("not recorded (tracking=none)")
     lines.append(f"outputs: {output_dir}")
     return "\n".join(lines)
 
 
 def job_line(job_num: int, overrides: list[str], run: dict) -> str:
-    label = " ".join(overrides) or "(defaults)"
+    """One line per multirun job: what it changed (not the +sweep/+experiment switch), how
+    it ended and its final metrics."""
+    changed = [o for o in overrides if not o.startswith(("+sweep=", "+experiment="))]
+    label = " ".join(changed) or "(defaults)"
     return f"[job {job_num}] {label}: {run['result'].message}  {_format_metrics(run['metrics'])}"
 
 
@@ -145,7 +159,8 @@ def _hydra_main(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    run = train(cfg, multirun=multirun)
+    with exit_on_user_error():
+        run = train(cfg, multirun=multirun)
     if multirun:
         print(job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), run), flush=True)
     else:

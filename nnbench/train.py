@@ -21,20 +21,25 @@ def train_step(model, loss_fn, optimizer, x, y) -> float:
     A non-finite loss skips backward and the step, so the weights stay those that produced
     the last finite loss; the caller decides what divergence means.
     """
-    loss, _ = _step(model, loss_fn, optimizer, x, y)
+    with _quiet_divergence():
+        loss, _ = _step(model, loss_fn, optimizer, x, y)
     return loss
 
 
 def _step(model, loss_fn, optimizer, x, y):
-    # Divergence is an outcome, detected by the non-finite loss: NumPy's overflow and
-    # invalid-value warnings on the way there are noise (CuPy raises none).
-    with np.errstate(over="ignore", invalid="ignore"):
-        logits = model.forward_buffered(x, training=True)
-        loss, dlogits = loss_fn(logits, y)
-        if math.isfinite(loss):
-            model.backward(dlogits)
-            optimizer.step()
+    logits = model.forward_buffered(x, training=True)
+    loss, dlogits = loss_fn(logits, y)
+    if math.isfinite(loss):
+        model.backward(dlogits)
+        optimizer.step()
     return loss, logits
+
+
+def _quiet_divergence():
+    """Divergence is an outcome, detected by the non-finite loss: NumPy's overflow and
+    invalid-value warnings on the way there are noise (CuPy raises none). Entered once per
+    epoch, not per step (it costs about a microsecond)."""
+    return np.errstate(over="ignore", invalid="ignore")
 
 
 def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -58,6 +63,11 @@ def train_epoch(model, loss_fn, optimizer, x, y, batch_size: int, rng) -> EpochR
     Stops at the first non-finite loss and reports its step. A trailing batch of one row is
     skipped when the model uses batch normalization, which needs two rows to train.
     """
+    with _quiet_divergence():
+        return _train_batches(model, loss_fn, optimizer, x, y, batch_size, rng)
+
+
+def _train_batches(model, loss_fn, optimizer, x, y, batch_size, rng) -> EpochResult:
     be = model.backend
     total, correct, seen = 0.0, 0, 0
     track_correct = loss_fn.classification
@@ -89,7 +99,7 @@ def evaluate(model, loss_fn, x, y, batch_size: int = DEFAULT_EVAL_BATCH) -> dict
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         xb, yb = x[start:stop, ...], y[start:stop, ...]
-        with np.errstate(over="ignore", invalid="ignore"):  # a diverged model scores inf/nan
+        with _quiet_divergence():  # a diverged model scores inf/nan
             logits = model.forward_buffered(xb, training=False)
             loss, _ = loss_fn(logits, yb)
         total += loss * xb.shape[0]

@@ -41,7 +41,12 @@ def describe(exc: BaseException) -> str | None:
         MissingConfigException,
         OverrideParseException,
     )
-    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+    from omegaconf.errors import (
+        ConfigAttributeError,
+        ConfigKeyError,
+        MissingMandatoryValue,
+        ValidationError,
+    )
 
     from nnbench.errors import BackendUnavailableError, DatasetUnavailableError
 
@@ -54,7 +59,7 @@ def describe(exc: BaseException) -> str | None:
     if isinstance(exc, ConfigCompositionException) and cause is not None:
         described = describe(cause)
         return described if described is not None else _first_line(exc)
-    if isinstance(exc, ConfigKeyError):
+    if isinstance(exc, (ConfigKeyError, ConfigAttributeError)):
         key = getattr(exc, "full_key", None) or getattr(exc, "key", "?")
         parent = key.rpartition(".")[0]
         keys = _schema_keys(parent)
@@ -74,6 +79,28 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
+def fail(message: str) -> None:
+    """Print the one-line message and exit with the usage status."""
+    print(f"nnbench: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def exit_on_user_error():
+    """Inside a Hydra job: a user mistake exits at once with one line and status 2.
+
+    Raised as SystemExit, it passes through Hydra's job runner, which would otherwise
+    print "Error executing job with overrides: ..." and a traceback.
+    """
+    try:
+        yield
+    except Exception as exc:
+        message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
+        if message is None:
+            raise
+        fail(message)
+
+
 def _report_factory(original):
     def run_and_report(func):
         try:
@@ -82,8 +109,7 @@ def _report_factory(original):
             message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
             if message is None:
                 return original(lambda: _reraise(exc))
-            print(f"nnbench: error: {message}", file=sys.stderr)
-            sys.exit(EXIT_USAGE)
+            fail(message)
 
     return run_and_report
 
@@ -105,7 +131,6 @@ def reporting_user_errors():
         message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
         if message is None:
             raise
-        print(f"nnbench: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        fail(message)
     finally:
         hydra_utils.run_and_report = original

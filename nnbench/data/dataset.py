@@ -63,8 +63,11 @@ class Dataset:
     def describe(self) -> str:
         """One line: ``'moons: binary, 2 features -> 1 output; train 280 / val 60 / test 60'``."""
         train, val, test = self.sizes
-        outputs = "output" if self.n_outputs == 1 else "outputs"
-        return (
-            f"{self.name}: {self.task}, {self.n_features} features -> {self.n_outputs} "
-            f"{outputs}; train {train} / val {val} / test {test}"
-        )
+        features = _count(self.n_features, "feature")
+        outputs = _count(self.n_outputs, "output")
+        parts = f"train {train} / val {val} / test {test}"
+        return f"{self.name}: {self.task}, {features} -> {outputs}; {parts}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -43,7 +43,9 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     expected = header + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise invalid(
-            "IDX file", source, f"{len(data)} bytes, but shape {shape} of {dtype} needs {expected}"
+            "IDX file",
+            source,
+            f"{len(data)} bytes, but {shape} of {dtype.itemsize}-byte items need {expected}",
         )
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="))

@@ -257,8 +257,16 @@ LOSSES = {
 
 def check_mlp(backend, rng, activation, batchnorm, loss_name, dropout=0.0):
     hidden = [7, 6, 5]
-    model = nb.MLP(5, hidden, 4, activation=activation, dropout=dropout, batchnorm=batchnorm,
-                   seed=3, backend=backend)
+    model = nb.MLP(
+        5,
+        hidden,
+        4,
+        activation=activation,
+        dropout=dropout,
+        batchnorm=batchnorm,
+        seed=3,
+        backend=backend,
+    )
     make_loss, make_target = LOSSES[loss_name]
     loss_fn = make_loss()
     x, y = rng.normal(size=(6, 5)), make_target(rng, 6, 4)
@@ -311,8 +319,9 @@ def penalty_by_hand(state: dict) -> float:
 
 def penalized_model(backend):
     """3 -> [4, 3] -> 2 with batch norm, its Dense weights at least 0.05 away from 0."""
-    model = nb.MLP(3, [4, 3], 2, activation="tanh", batchnorm=True, l1=L1, l2=L2, seed=5,
-                   backend=backend)
+    model = nb.MLP(
+        3, [4, 3], 2, activation="tanh", batchnorm=True, l1=L1, l2=L2, seed=5, backend=backend
+    )
     state = model.state_dict()
     for key in ("hidden.0.weight", "hidden.1.weight", "output.weight"):
         state[key] = away_from_zero(state[key], 0.05)

@@ -1,0 +1,1 @@
+"""Hydra configs, packaged with nnbench so an installed copy finds them."""
