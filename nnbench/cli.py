@@ -128,7 +128,7 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
         f"nnbench: {cfg.dataset.name}, MLP {sizes} {model.activation}, "
         f"{cfg.optimizer.name} lr={cfg.optimizer.lr}, {backend.name} {backend.dtype_name} "
         f"({backend.device})",
-        f"{result.message} in {run['seconds']:.1f} s",
+        f"{result.message} in {run['seconds']:.2f} s",
     ]
     if run["metrics"]:
         lines.append("  " + _format_metrics(run["metrics"]))

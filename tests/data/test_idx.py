@@ -13,7 +13,7 @@ from tests.data.helpers import write_idx
 
 def test_int32_vector_written_byte_by_byte():
     """Magic 00 00 0C 01 (int32, one dimension), size 2, then 1 and -2 big-endian."""
-    data = bytes.fromhex("00000c01" "00000002" "00000001" "fffffffe")
+    data = bytes.fromhex("00000c01 00000002 00000001 fffffffe")
     array = parse_idx(data)
     assert array.dtype == np.int32 and array.dtype.isnative
     np.testing.assert_array_equal(array, [1, -2])
@@ -48,10 +48,10 @@ def test_bad_magic_number():
 
 
 def test_truncated_header_and_wrong_length():
-    assert _error(bytes.fromhex("00000803" "00000002")) == (
+    assert _error(bytes.fromhex("00000803 00000002")) == (
         "Invalid IDX file: 'f.idx' (truncated header: 3 sizes need 16 bytes)"
     )
-    assert _error(bytes.fromhex("00000801" "00000003" "0102")) == (
+    assert _error(bytes.fromhex("00000801 00000003 0102")) == (
         "Invalid IDX file: 'f.idx' (10 bytes, but (3,) of 1-byte items need 11)"
     )
 

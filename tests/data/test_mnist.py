@@ -61,9 +61,11 @@ def test_pixels_are_scaled_and_the_official_test_set_is_the_test_part(tmp_path):
     x = np.concatenate([ds.x_train, ds.x_val])
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert rows(as_images(x)) == rows(train_images)
-    pairs = {(im.tobytes(), int(label)) for im, label in zip(train_images, train_labels)}
+    pairs = {
+        (im.tobytes(), int(label)) for im, label in zip(train_images, train_labels, strict=True)
+    }
     y = np.concatenate([ds.y_train, ds.y_val])
-    assert {(im.tobytes(), int(label)) for im, label in zip(as_images(x), y)} == pairs
+    assert {(im.tobytes(), int(label)) for im, label in zip(as_images(x), y, strict=True)} == pairs
 
 
 def test_uncompressed_files_are_read_too(tmp_path):

@@ -53,10 +53,10 @@ def _load(name, tmp_path, seed=0, **extra) -> Dataset:
 def test_loads_with_the_documented_shapes_and_dtypes(name, tmp_path):
     _, task, features, outputs, sizes = CASES[name]
     ds = _load(name, tmp_path)
-    assert (ds.name, ds.task, ds.n_features, ds.n_outputs, ds.sizes) == (
-        name, task, features, outputs, sizes
-    )  # fmt: skip
-    for x, y, n in zip((ds.x_train, ds.x_val, ds.x_test), (ds.y_train, ds.y_val, ds.y_test), sizes):
+    expected = (name, task, features, outputs, sizes)
+    assert (ds.name, ds.task, ds.n_features, ds.n_outputs, ds.sizes) == expected
+    parts = ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val), (ds.x_test, ds.y_test))
+    for (x, y), n in zip(parts, sizes, strict=True):
         assert x.dtype == np.float64 and x.shape == (n, features)
         assert not x.flags.writeable and not y.flags.writeable
         if task == "multiclass":
@@ -153,9 +153,8 @@ def test_datasets_feed_fit_and_evaluate_on_every_backend(backend, name, options,
     ds = load_dataset(name, **options)
     model = nb.MLP(ds.n_features, [4], ds.n_outputs, activation="tanh", seed=0, backend=backend)
     loss_fn = loss()
-    result = nb.fit(
-        model, loss_fn, nb.SGD(model, lr=0.1), (ds.x_train, ds.y_train),
-        epochs=2, batch_size=8, validation=(ds.x_val, ds.y_val),
-    )  # fmt: skip
+    train, validation = (ds.x_train, ds.y_train), (ds.x_val, ds.y_val)
+    optimizer = nb.SGD(model, lr=0.1)
+    result = nb.fit(model, loss_fn, optimizer, train, epochs=2, batch_size=8, validation=validation)
     assert result.outcome == "completed" and np.isfinite(result.history[-1]["val/loss"])
     assert np.isfinite(nb.evaluate(model, loss_fn, ds.x_test, ds.y_test)["loss"])

@@ -23,9 +23,8 @@ def all_rows(ds):
 def test_integer_targets_become_labels_0_to_k_minus_1_in_sorted_order(tmp_path):
     path = table(tmp_path, [9, 3, 7, 3] * 5)
     ds = load_dataset("csv", path=path, target="y", **SPLIT)
-    assert (ds.task, ds.n_features, ds.n_outputs, ds.class_names) == (
-        "multiclass", 2, 3, ("3", "7", "9")
-    )  # fmt: skip
+    expected = ("multiclass", 2, 3, ("3", "7", "9"))
+    assert (ds.task, ds.n_features, ds.n_outputs, ds.class_names) == expected
     assert ds.sizes == (10, 5, 5)
     np.testing.assert_array_equal(np.bincount(all_rows(ds)), [10, 5, 5])
 
@@ -105,16 +104,31 @@ def test_non_numeric_regression_target_names_value_and_line(tmp_path):
     )
 
 
-@pytest.mark.parametrize(
-    ("header", "rows", "options", "message"),
-    [
-        (["1", "2"], [[3, 4]], {}, "Invalid header: ['1', '2'] (the first row must name the columns)"),
-        (["a", "y"], [[1, 0], [2]], {}, "Invalid row: ['2'] (line 3 has 1 fields; the header has 2)"),
-        (["a", "y"], [[1, 5], [2, 5]], {}, "Invalid target: 'y' (the column holds a single value: nothing to classify)"),
-        (["a", "y"], [[1, 0], [2, 1], [3, 2]], {"task": "binary"}, "Invalid task: 'binary' (column 'y' has 3 classes, binary needs 2)"),
-        (["a", "y"], [[1, 0]], {"task": "classify"}, "Invalid task: 'classify' (allowed: auto, multiclass, binary, regression)"),
-    ],
-)  # fmt: skip
+MALFORMED = [
+    (["1", "2"], [[3, 4]], {}, "Invalid header: ['1', '2'] (the first row must name the columns)"),
+    (["a", "y"], [[1, 0], [2]], {}, "Invalid row: ['2'] (line 3 has 1 fields; the header has 2)"),
+    (
+        ["a", "y"],
+        [[1, 5], [2, 5]],
+        {},
+        "Invalid target: 'y' (the column holds a single value: nothing to classify)",
+    ),
+    (
+        ["a", "y"],
+        [[1, 0], [2, 1], [3, 2]],
+        {"task": "binary"},
+        "Invalid task: 'binary' (column 'y' has 3 classes, binary needs 2)",
+    ),
+    (
+        ["a", "y"],
+        [[1, 0]],
+        {"task": "classify"},
+        "Invalid task: 'classify' (allowed: auto, multiclass, binary, regression)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("header", "rows", "options", "message"), MALFORMED)
 def test_malformed_tables_give_one_line_messages(tmp_path, header, rows, options, message):
     path = write_csv(tmp_path / "m.csv", header, rows)
     assert _message(tmp_path, path=path, **options) == message
