@@ -9,7 +9,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-DOWNLOAD_TIMEOUT_S = 15  # per connection attempt and per read
+DOWNLOAD_TIMEOUT_S = 10  # per connection attempt and per read
 CHUNK = 1 << 20
 
 

@@ -107,6 +107,7 @@ def load_images(name, rng, root, limit, verify, download, standardize) -> Sample
     folder = data_root(root) / name
     limit = None if limit is None else check_int("limit", limit, 2)
     verify, download = check_bool("verify", verify), check_bool("download", download)
+    standardize = check_bool("standardize", standardize)
     paths = ensure_files(name, source, folder, verify, download)
     train_images, train_labels = _read_pair(paths[0], paths[1], len(source.class_names))
     test_images, test_labels = _read_pair(paths[2], paths[3], len(source.class_names))
@@ -120,7 +121,7 @@ def load_images(name, rng, root, limit, verify, download, standardize) -> Sample
         class_names=source.class_names,
         x_test=_pixels(test_images),
         y_test=test_labels,
-        standardize=check_bool("standardize", standardize),
+        standardize=standardize,
     )
 
 

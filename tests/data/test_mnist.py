@@ -218,6 +218,7 @@ def test_inconsistent_files_are_refused(tmp_path):
         ({"limit": 0}, "Invalid limit: 0 (must be an integer >= 2)"),
         ({"verify": "yes"}, "Invalid verify: 'yes' (must be true or false)"),
         ({"download": 1}, "Invalid download: 1 (must be true or false)"),
+        ({"standardize": "no"}, "Invalid standardize: 'no' (must be true or false)"),
         ({"root": 5}, "Invalid root: 5 (must be a file-system path)"),
     ],
 )
