@@ -24,9 +24,7 @@ LOSSES = {
     "binary": nb.BCEWithLogitsLoss,
     "regression": nb.MSELoss,
 }
-DATASET_OPTIONS = (
-    "samples", "noise", "classes", "margin", "limit", "root", "path", "target", "task"
-)
+SPLIT_KEYS = ("name", "val_fraction", "test_fraction")
 
 
 def build_optimizer(model, cfg: DictConfig):
@@ -48,7 +46,8 @@ def build_optimizer(model, cfg: DictConfig):
 def load(cfg: DictConfig, seed: int):
     """The dataset named by ``cfg.name`` with the options that are set; errors name the
     config key (``dataset.path``), as the user typed it."""
-    options = {key: cfg[key] for key in DATASET_OPTIONS if cfg[key] is not None}
+    options = {key: value for key, value in cfg.items() if key not in SPLIT_KEYS}
+    options = {key: value for key, value in options.items() if value is not None}
     try:
         return load_dataset(
             cfg.name,
@@ -59,7 +58,7 @@ def load(cfg: DictConfig, seed: int):
         )
     except ValueError as exc:
         what = str(exc).removeprefix("Invalid ").split(":")[0]
-        if what in DATASET_OPTIONS:
+        if what in cfg:
             raise ValueError(str(exc).replace("Invalid ", "Invalid dataset.", 1)) from exc
         raise
 

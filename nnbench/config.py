@@ -27,6 +27,9 @@ class BackendConfig:
 
 @dataclass
 class DatasetConfig:
+    """The dataset and its options; options left null take the loader's default, and an
+    option the dataset does not have is refused (nnbench.data.dataset_options lists them)."""
+
     name: str = "digits"  # a name from nnbench.data.DATASETS
     val_fraction: float = 0.15  # share of the data held out for validation
     test_fraction: float = 0.15  # share held out for the final test
@@ -34,11 +37,18 @@ class DatasetConfig:
     noise: Optional[float] = None  # synthetic datasets: noise level
     classes: Optional[int] = None  # spirals: number of arms
     margin: Optional[float] = None  # linear: gap between the two classes
+    factor: Optional[float] = None  # circles: inner radius / outer radius
+    low: Optional[float] = None  # sine: the x range
+    high: Optional[float] = None
     limit: Optional[int] = None  # mnist / fashion_mnist: use only this many training images
     root: Optional[str] = None  # mnist / fashion_mnist: cache folder of the IDX files
+    download: Optional[bool] = None  # mnist / fashion_mnist: fetch missing files
+    verify: Optional[bool] = None  # mnist / fashion_mnist: check the files' MD5 sums
+    standardize: Optional[bool] = None  # mnist / fashion_mnist: per-pixel standardization
     path: Optional[str] = None  # csv: the file
-    target: Optional[str] = None  # csv: the target column
-    task: Optional[str] = None  # csv: multiclass | regression (default: inferred)
+    target: Optional[str] = None  # csv: the target column (default: the last)
+    task: Optional[str] = None  # csv: auto | multiclass | binary | regression
+    delimiter: Optional[str] = None  # csv: the field separator
 
 
 @dataclass
