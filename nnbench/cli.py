@@ -171,4 +171,3 @@ def main() -> None:
     """Console entry point: ``nnbench`` and ``python -m nnbench``."""
     with reporting_user_errors():
         _hydra_main()
-

@@ -8,7 +8,7 @@ training starts, with one message per mistake: "Invalid optimizer.lr: -1.0 (must
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -33,22 +33,22 @@ class DatasetConfig:
     name: str = "digits"  # a name from nnbench.data.DATASETS
     val_fraction: float = 0.15  # share of the data held out for validation
     test_fraction: float = 0.15  # share held out for the final test
-    samples: Optional[int] = None  # synthetic datasets: how many points
-    noise: Optional[float] = None  # synthetic datasets: noise level
-    classes: Optional[int] = None  # spirals: number of arms
-    margin: Optional[float] = None  # linear: gap between the two classes
-    factor: Optional[float] = None  # circles: inner radius / outer radius
-    low: Optional[float] = None  # sine: the x range
-    high: Optional[float] = None
-    limit: Optional[int] = None  # mnist / fashion_mnist: use only this many training images
-    root: Optional[str] = None  # mnist / fashion_mnist: cache folder of the IDX files
-    download: Optional[bool] = None  # mnist / fashion_mnist: fetch missing files
-    verify: Optional[bool] = None  # mnist / fashion_mnist: check the files' MD5 sums
-    standardize: Optional[bool] = None  # mnist / fashion_mnist: per-pixel standardization
-    path: Optional[str] = None  # csv: the file
-    target: Optional[str] = None  # csv: the target column (default: the last)
-    task: Optional[str] = None  # csv: auto | multiclass | binary | regression
-    delimiter: Optional[str] = None  # csv: the field separator
+    samples: int | None = None  # synthetic datasets: how many points
+    noise: float | None = None  # synthetic datasets: noise level
+    classes: int | None = None  # spirals: number of arms
+    margin: float | None = None  # linear: gap between the two classes
+    factor: float | None = None  # circles: inner radius / outer radius
+    low: float | None = None  # sine: the x range
+    high: float | None = None
+    limit: int | None = None  # mnist / fashion_mnist: use only this many training images
+    root: str | None = None  # mnist / fashion_mnist: cache folder of the IDX files
+    download: bool | None = None  # mnist / fashion_mnist: fetch missing files
+    verify: bool | None = None  # mnist / fashion_mnist: check the files' MD5 sums
+    standardize: bool | None = None  # mnist / fashion_mnist: per-pixel standardization
+    path: str | None = None  # csv: the file
+    target: str | None = None  # csv: the target column (default: the last)
+    task: str | None = None  # csv: auto | multiclass | binary | regression
+    delimiter: str | None = None  # csv: the field separator
 
 
 @dataclass
@@ -76,7 +76,7 @@ class OptimizerConfig:
 class TrainerConfig:
     epochs: int = 20  # passes over the training set, >= 1
     batch_size: int = 64  # mini-batch size, >= 1
-    patience: Optional[int] = None  # early stopping on val/loss after this many flat epochs
+    patience: int | None = None  # early stopping on val/loss after this many flat epochs
     min_delta: float = 0.0  # smallest val/loss decrease that counts as progress
     progress: str = "auto"  # auto (a bar on a terminal) | bar | none
 
@@ -84,8 +84,8 @@ class TrainerConfig:
 @dataclass
 class TrackingConfig:
     name: str = "none"  # none (MLflow tracking arrives as tracking=mlflow)
-    uri: Optional[str] = None
-    experiment: Optional[str] = None
+    uri: str | None = None
+    experiment: str | None = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import sys
 
@@ -108,7 +109,7 @@ def _report_factory(original):
         except Exception as exc:
             message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
             if message is None:
-                return original(lambda: _reraise(exc))
+                return original(functools.partial(_reraise, exc))
             fail(message)
 
     return run_and_report

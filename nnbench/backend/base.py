@@ -262,9 +262,7 @@ class Backend:
         xp = self.xp
         count = math.prod(logits.shape)
         per_element = (
-            xp.where(logits > 0, logits, 0.0)
-            - logits * target
-            + xp.log1p(xp.exp(-xp.abs(logits)))
+            xp.where(logits > 0, logits, 0.0) - logits * target + xp.log1p(xp.exp(-xp.abs(logits)))
         )
         grad = (self.activation("sigmoid", logits) - target) / count
         return float(xp.sum(per_element)) / count, self._store(grad, dlogits)

@@ -53,9 +53,7 @@ class BatchNorm1d(Layer):
             )
         n = x.shape[0]
         if n < 2:
-            raise invalid(
-                "batch size for batch normalization", n, "training needs at least 2 rows"
-            )
+            raise invalid("batch size for batch normalization", n, "training needs at least 2 rows")
         self._xhat = self._buffers.get("xhat", x.shape)
         mean, var, self._inv_std = be.batchnorm_train(
             x, self.weight, self.bias, self.eps, self._xhat, out

@@ -91,16 +91,17 @@ class MLP:
     def _allocate(self, be):
         """One flat buffer for parameters and one for gradients; layers get views."""
         specs = [
-            (prefix + name, shape, layer)
+            (prefix + name, shape)
             for prefix, layer in self._named
             for name, shape in layer.param_shapes()
         ]
-        shapes = [shape for _, shape, _ in specs]
+        keys = [key for key, _ in specs]
+        shapes = [shape for _, shape in specs]
         self.num_parameters = sum(math.prod(s) for s in shapes)
         self.params = be.zeros((self.num_parameters,))
         self.grads = be.zeros((self.num_parameters,))
-        self._param_views = dict(zip([k for k, _, _ in specs], be.views(self.params, shapes)))
-        self._grad_views = dict(zip([k for k, _, _ in specs], be.views(self.grads, shapes)))
+        self._param_views = dict(zip(keys, be.views(self.params, shapes), strict=True))
+        self._grad_views = dict(zip(keys, be.views(self.grads, shapes), strict=True))
         for prefix, layer in self._named:
             names = [name for name, _ in layer.param_shapes()]
             if names:
@@ -173,9 +174,7 @@ class MLP:
         if not hasattr(x, "shape"):
             x = np.asarray(x, dtype=float)
         if len(x.shape) != 2 or x.shape[1] != self.in_features:
-            raise invalid(
-                "input shape", tuple(x.shape), f"expected (batch, {self.in_features})"
-            )
+            raise invalid("input shape", tuple(x.shape), f"expected (batch, {self.in_features})")
         with np.errstate(over="ignore"):  # values beyond the dtype's range become inf
             x = be.asarray(x)
         if not be.all_finite(x):
