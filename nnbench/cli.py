@@ -5,15 +5,20 @@ This is the only module that sees the Hydra config: everything below it takes pl
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import nnbench as nb
 from nnbench import config as schema
+from nnbench import tracking
 from nnbench.data import load_dataset
+from nnbench.interrupt import sigterm_as_interrupt
+from nnbench.manifest import git_state
 from nnbench.progress import make_progress
 from nnbench.usage import exit_on_user_error, reporting_user_errors
 
@@ -63,9 +68,8 @@ def load(cfg: DictConfig, seed: int):
         raise
 
 
-def train(cfg: DictConfig, multirun: bool = False) -> dict:
-    """Build dataset, backend, model, loss and optimizer from ``cfg``; train; evaluate."""
-    schema.check(cfg)
+def build(cfg: DictConfig) -> dict:
+    """Dataset, backend, model, loss and optimizer, from a checked config."""
     data = load(cfg.dataset, cfg.seed)
     backend = nb.get_backend(cfg.backend.name, cfg.backend.dtype)
     model = nb.MLP(
@@ -82,12 +86,23 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict:
     )
     loss_fn = LOSSES[data.task]()
     optimizer = build_optimizer(model, cfg.optimizer)
-    progress = make_progress(cfg.trainer.progress, cfg.trainer.epochs, multirun)
+    return {
+        "data": data,
+        "backend": backend,
+        "model": model,
+        "loss_fn": loss_fn,
+        "optimizer": optimizer,
+    }
+
+
+def fit_and_test(cfg: DictConfig, parts: dict, on_epoch) -> dict:
+    """Train, then evaluate on the test split unless training diverged."""
+    data, model, loss_fn = parts["data"], parts["model"], parts["loss_fn"]
     start = time.perf_counter()
     result = nb.fit(
         model,
         loss_fn,
-        optimizer,
+        parts["optimizer"],
         (data.x_train, data.y_train),
         validation=(data.x_val, data.y_val),
         epochs=cfg.trainer.epochs,
@@ -95,9 +110,8 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict:
         seed=cfg.seed,
         patience=cfg.trainer.patience,
         min_delta=cfg.trainer.min_delta,
-        callback=progress,
+        callback=on_epoch,
     )
-    progress.close()
     final = dict(result.history[-1]) if result.history else {}
     if result.outcome == "completed":
         test = nb.evaluate(model, loss_fn, data.x_test, data.y_test)
@@ -105,14 +119,85 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict:
             final["test/mse"] = test["loss"]
         else:
             final["test/loss"], final["test/acc"] = test["loss"], test["acc"]
-    return {
-        "result": result,
-        "metrics": final,
-        "seconds": time.perf_counter() - start,
-        "data": data,
-        "model": model,
-        "backend": backend,
+    return {**parts, "result": result, "metrics": final, "seconds": time.perf_counter() - start}
+
+
+def train(cfg: DictConfig, job: dict) -> dict:
+    """Check the config, build the pieces, train with progress and tracking."""
+    schema.check(cfg)
+    parts = build(cfg)
+    recorder = open_recorder(cfg, job, parts)
+    progress = make_progress(cfg.trainer.progress, cfg.trainer.epochs, job["multirun"])
+
+    def on_epoch(record):
+        progress(record)
+        recorder.log_epoch(record)
+
+    with tracking.recording(recorder), sigterm_as_interrupt():
+        try:
+            run = fit_and_test(cfg, parts, on_epoch)
+        finally:
+            progress.close()
+        close_record(cfg, job, recorder, run)
+    return {**run, "run_id": recorder.run_id}
+
+
+def open_recorder(cfg: DictConfig, job: dict, parts: dict):
+    """The run's MLflow recorder (a child of the sweep's parent run in a multirun), or a
+    recorder that records nothing for tracking=none."""
+    if cfg.tracking.name == "none":
+        return tracking.NullRecorder()
+    from nnbench.tracking.params import to_params
+    from nnbench.tracking.sweep import read_sweep_file
+
+    parent = read_sweep_file(job["sweep_dir"]) if job["multirun"] else None
+    params, job["params_overflow"] = to_params(OmegaConf.to_container(cfg, resolve=True))
+    backend = parts["backend"]
+    tags = {
+        "nnbench.backend": backend.name,
+        "nnbench.device": backend.device,
+        "nnbench.dtype": backend.dtype_name,
+        "nnbench.dataset": cfg.dataset.name,
+        "nnbench.outcome": "running",
+        "nnbench.overrides": " ".join(job["overrides"]),
     }
+    if parent is not None:
+        tags["nnbench.sweep"] = parent["sweep_id"]
+    commit = git_state().get("commit")
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tracking.start_run(
+        uri=parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri),
+        experiment=tracking.experiment_name(cfg.tracking.experiment, job["choices"]),
+        run_name=job["label"],
+        params=params,
+        tags=tags,
+        parent=parent,
+    )
+
+
+def close_record(cfg: DictConfig, job: dict, recorder, run: dict) -> None:
+    """Final metrics, the outcome, and the artifacts."""
+    result = run["result"]
+    recorder.log_metrics(
+        {k: v for k, v in run["metrics"].items() if k.startswith("test/")}, result.epochs
+    )
+    tags = {tracking.OUTCOME_TAG: result.outcome}
+    if result.diverged_at is not None:
+        tags["nnbench.diverged_at"] = result.message.removeprefix("diverged at ")
+    recorder.set_tags(tags)
+    if recorder.run_id is None:
+        return
+    from nnbench.tracking.artifacts import log_run_artifacts
+
+    log_run_artifacts(
+        recorder,
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        hydra_dir=job["hydra_dir"],
+        overflow=job.get("params_overflow"),
+        run=run,
+        title=job["label"],
+    )
 
 
 def _format_metrics(metrics: dict) -> str:
@@ -133,6 +218,10 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
         lines.append("  " + _format_metrics(run["metrics"]))
     if cfg.tracking.name == "none":
         lines.append("not recorded (tracking=none)")
+    else:
+        uri = tracking.resolve_uri(cfg.tracking.uri)
+        lines.append(f"recorded: run {run['run_id']} in {uri}")
+        lines.append(f"look at it: {ui_command(uri)}")
     lines.append(f"outputs: {output_dir}")
     return "\n".join(lines)
 
@@ -151,19 +240,51 @@ def objective(run: dict) -> float:
     return value if run["result"].outcome == "completed" and math.isfinite(value) else math.inf
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def _hydra_main(cfg: DictConfig) -> float:
+def ui_command(uri: str) -> str:
+    """The command that opens ``uri`` in the MLflow UI, bound to 127.0.0.1."""
+    if tracking.store.is_server(uri):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def job_info() -> dict:
+    """What the run needs to know about its Hydra job, as plain values."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    changed = [o for o in overrides if not o.startswith(("+sweep=", "+experiment="))]
+    output_dir = hydra_cfg.runtime.output_dir
+    return {
+        "multirun": multirun,
+        "num": hydra_cfg.job.num if multirun else None,
+        "overrides": overrides,
+        "label": " ".join(changed) or "defaults",
+        "choices": OmegaConf.to_container(hydra_cfg.runtime.choices),
+        "sweep_dir": str(hydra_cfg.sweep.dir),
+        "output_dir": output_dir,
+        "hydra_dir": str(Path(output_dir) / hydra_cfg.output_subdir)
+        if hydra_cfg.output_subdir
+        else None,
+    }
+
+
+QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> float:
+    for name in QUIET_LOGGERS:  # their INFO chatter is not the user's business
+        logging.getLogger(name).setLevel(logging.WARNING)
+    job = job_info()
     with exit_on_user_error():
-        run = train(cfg, multirun=multirun)
-    if multirun:
-        print(job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), run), flush=True)
+        run = train(cfg, job)
+    if job["multirun"]:
+        print(job_line(job["num"], job["overrides"], run), flush=True)
     else:
-        print(summary(cfg, run, hydra_cfg.runtime.output_dir), flush=True)
+        print(summary(cfg, run, job["output_dir"]), flush=True)
     return objective(run)
 
 

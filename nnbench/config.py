@@ -83,7 +83,7 @@ class TrainerConfig:
 
 @dataclass
 class TrackingConfig:
-    name: str = "none"  # none (MLflow tracking arrives as tracking=mlflow)
+    name: str = "mlflow"  # mlflow | none
     uri: str | None = None
     experiment: str | None = None
 
@@ -148,6 +148,7 @@ CHOICES = [
     ("model.activation", ACTIVATIONS),
     ("optimizer.name", OPTIMIZERS),
     ("trainer.progress", ("auto", "bar", "none")),
+    ("tracking.name", ("mlflow", "none")),
 ]
 
 

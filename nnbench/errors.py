@@ -17,3 +17,7 @@ class BackendUnavailableError(RuntimeError):
 
 class DatasetUnavailableError(RuntimeError):
     """A dataset's files are missing and cannot be fetched; the message says where to put them."""
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The tracking store or server cannot be reached; the message says what to do."""

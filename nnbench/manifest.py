@@ -1,0 +1,114 @@
+"""The environment a run ran in: Python, packages, BLAS, CPU, GPU, and the git state."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGES = (
+    "nnbench",
+    "numpy",
+    "cupy-cuda12x",
+    "cupy-cuda13x",
+    "hydra-core",
+    "omegaconf",
+    "mlflow",
+    "torch",
+    "scikit-learn",
+    "array-api-strict",
+)
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas() -> list[dict]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("internal_api", "version", "num_threads", "architecture", "filepath")
+    return [{k: info.get(k) for k in keys} for info in threadpool_info()]
+
+
+def git_state(cwd=None) -> dict[str, object]:
+    """Commit and dirtiness of the git checkout holding ``cwd`` (or nnbench), if any."""
+    cwd = cwd or Path(__file__).resolve().parent
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "dirty": dirty}
+
+
+def environment_manifest(backend=None) -> dict:
+    """Everything needed to tell two machines apart when their numbers differ."""
+    manifest = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "packages": _package_versions(),
+        "blas": _blas(),
+        "env": {
+            k: os.environ[k]
+            for k in (
+                "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS",
+                "OPENBLAS_CORETYPE",
+                "CUDA_VISIBLE_DEVICES",
+            )
+            if k in os.environ
+        },
+        "git": git_state(),
+    }
+    if backend is not None:
+        manifest["backend"] = {
+            "name": backend.name,
+            "dtype": backend.dtype_name,
+            "device": backend.device,
+        }
+        manifest.update(backend_extra(backend))
+    return manifest
+
+
+def backend_extra(backend) -> dict:
+    """GPU, driver and CUDA versions when the backend runs on CuPy."""
+    xp = backend.xp
+    if getattr(xp, "__name__", "") != "cupy":
+        return {}
+    runtime = xp.cuda.runtime
+    return {
+        "gpu": backend.device,
+        "cuda_runtime": runtime.runtimeGetVersion(),
+        "cuda_driver": runtime.driverGetVersion(),
+    }

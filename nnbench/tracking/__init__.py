@@ -1,0 +1,65 @@
+"""MLflow tracking: the store, one run's lifecycle, artifacts, and the multirun parent run.
+
+Nothing here imports MLflow until a run is actually recorded, so ``tracking=none`` costs
+nothing. The record of a run follows DESIGN.md ("MLflow record of a run").
+"""
+
+from __future__ import annotations
+
+from nnbench.tracking import store
+from nnbench.tracking.run import OUTCOME_TAG, RunRecorder, recording
+from nnbench.tracking.store import resolve_uri
+
+__all__ = [
+    "OUTCOME_TAG",
+    "NullRecorder",
+    "RunRecorder",
+    "experiment_name",
+    "recording",
+    "resolve_uri",
+    "start_run",
+]
+
+
+def experiment_name(configured: str | None, choices: dict) -> str:
+    """``tracking.experiment``, else ``sweep-<name>`` for +sweep, the experiment's name for
+    +experiment, else ``nnbench``."""
+    if configured:
+        return configured
+    if choices.get("sweep"):
+        return f"sweep-{choices['sweep']}"
+    if choices.get("experiment"):
+        return str(choices["experiment"])
+    return "nnbench"
+
+
+def start_run(*, uri, experiment, run_name, params, tags, parent=None) -> RunRecorder:
+    """Create the run (in ``parent``'s experiment when given) with its params and tags."""
+
+    client = store.client(uri)
+    if parent is not None:
+        experiment_id, parent_run_id = parent["experiment_id"], parent["parent_run_id"]
+    else:
+        experiment_id, parent_run_id = store.experiment_id(client, experiment, uri), None
+    return RunRecorder.start(client, experiment_id, run_name, params, tags, parent_run_id)
+
+
+class NullRecorder:
+    """The recorder of ``tracking=none``: accepts everything, records nothing."""
+
+    run_id = None
+
+    def log_epoch(self, record: dict) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        pass
+
+    def set_tags(self, tags: dict) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def end(self, status: str) -> None:
+        pass

@@ -1,0 +1,52 @@
+"""The resolved config as MLflow params: flattened with dotted keys and made valid.
+
+MLflow accepts keys of at most 250 characters made of letters, digits, ``_ - . / `` and
+spaces, and values of at most 6000 characters. Keys are repaired (other characters become
+``_``); a value too long for a param is kept whole in an artifact instead, and the param
+says where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_KEY = 250
+MAX_VALUE = 6000
+OVERFLOW_ARTIFACT = "params_overflow.json"
+_BAD_KEY_CHARS = re.compile(r"[^\w.\- /]")
+
+
+def flatten(tree, prefix: str = "") -> dict[str, object]:
+    """``{"model": {"hidden": [64]}}`` -> ``{"model.hidden": [64]}`` (lists stay values)."""
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def clean_key(key: str) -> str:
+    """A key MLflow accepts; a long one keeps its start and gains a short hash."""
+    key = _BAD_KEY_CHARS.sub("_", str(key)).strip("/") or "_"
+    key = re.sub(r"/+", "/", key).replace("..", "_.")
+    if len(key) > MAX_KEY:
+        digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+        key = f"{key[: MAX_KEY - 9]}~{digest}"
+    return key
+
+
+def to_params(tree) -> tuple[dict[str, str], dict[str, str]]:
+    """(params, overflow): params valid for MLflow; overflow holds values too long for it."""
+    params, overflow = {}, {}
+    for raw_key, value in flatten(tree).items():
+        key = clean_key(raw_key)
+        text = "null" if value is None else str(value)
+        if len(text) > MAX_VALUE:
+            overflow[key] = text
+            text = f"<{len(text)} characters: see artifact {OVERFLOW_ARTIFACT}>"
+        params[key] = text
+    return params, overflow

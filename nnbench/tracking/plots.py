@@ -1,0 +1,66 @@
+"""PNG pictures of a run: learning curves and, for 2-D inputs, the decision boundary.
+
+matplotlib is imported here only, with the Agg backend: no display is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: list[dict], path: Path, title: str = "") -> Path | None:
+    """Loss (and accuracy, for classification) per epoch, training and validation."""
+    if not history:
+        return None
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in history]
+    panels = [("loss", "loss")] + ([("acc", "accuracy")] if "train/acc" in history[0] else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        for split in ("train", "val"):
+            values = [r.get(f"{split}/{key}") for r in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, marker=".", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if key == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def decision_boundary(model, x: np.ndarray, y: np.ndarray, path: Path, title="") -> Path | None:
+    """The predicted class over the input plane, with the points on top (2-D inputs only)."""
+    if x.shape[1] != 2:
+        return None
+    plt = _pyplot()
+    pad = 0.5
+    (x0, y0), (x1, y1) = x.min(axis=0) - pad, x.max(axis=0) + pad
+    gx, gy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    logits = model.backend.to_host(model.forward(grid, training=False))
+    labels = (logits[:, 0] > 0) if logits.shape[1] == 1 else logits.argmax(axis=1)
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.contourf(gx, gy, labels.reshape(gx.shape).astype(float), alpha=0.3, cmap="coolwarm")
+    ax.scatter(x[:, 0], x[:, 1], c=np.ravel(y), s=12, cmap="coolwarm", edgecolors="k", lw=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,115 @@
+"""Where runs are recorded: the default SQLite store under outputs/, or a tracking server.
+
+A fresh SQLite store is created once, under a file lock, before any run writes to it:
+several processes racing through MLflow's schema migrations on a new file fail. A server
+URI is checked with one short request, so a server that is down gives a clear error within
+seconds instead of MLflow's multi-minute retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from nnbench.errors import TrackingUnavailableError
+
+DEFAULT_OUTPUTS = Path("outputs")
+# Fail fast against a tracking server: a few quick retries, never minutes of back-off.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+HEALTH_TIMEOUT_S = 5.0
+
+
+def default_uri(outputs: Path = DEFAULT_OUTPUTS) -> str:
+    """``sqlite:///<absolute path>/outputs/mlflow.db``."""
+    return f"sqlite:///{(Path(outputs).resolve() / 'mlflow.db')}"
+
+
+def resolve_uri(configured: str | None, outputs: Path = DEFAULT_OUTPUTS) -> str:
+    """``tracking.uri``, else $MLFLOW_TRACKING_URI, else the default SQLite store."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(outputs)
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def artifact_location(uri: str, outputs: Path = DEFAULT_OUTPUTS) -> str | None:
+    """Artifacts of a local store go under outputs/mlartifacts; a server decides its own."""
+    if is_server(uri):
+        return None
+    return (Path(outputs).resolve() / "mlartifacts").as_uri()
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs -> /abs; sqlite:///rel -> rel
+
+
+def check_server(uri: str) -> None:
+    """Raise TrackingUnavailableError unless the server answers its health check."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise TrackingUnavailableError(
+        f"tracking server {uri} is not reachable ({reason}); start it, set tracking.uri "
+        "to a running server, or use tracking=none"
+    )
+
+
+def client(uri: str):
+    """An MlflowClient for ``uri``, with the store created (SQLite) or checked (server)."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from mlflow.tracking import MlflowClient
+
+    if is_server(uri):
+        check_server(uri)
+        return MlflowClient(tracking_uri=uri)
+    path = _sqlite_path(uri)
+    if path is None:
+        return MlflowClient(tracking_uri=uri)
+    with _locked(path.with_name(path.name + ".lock")):
+        mlflow_client = MlflowClient(tracking_uri=uri)
+        mlflow_client.search_experiments(max_results=1)  # runs the migrations, once
+    return mlflow_client
+
+
+def experiment_id(mlflow_client, name: str, uri: str, outputs: Path = DEFAULT_OUTPUTS) -> str:
+    """The id of experiment ``name``, created (safely against a concurrent creator) if new."""
+    from mlflow.exceptions import MlflowException
+
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return mlflow_client.create_experiment(name, artifact_location(uri, outputs))
+    except MlflowException:
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
