@@ -30,17 +30,24 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_nnbench(tmp_path: Path, *args: str, command=None, timeout: float = 120):
-    """``python -m nnbench ARGS`` (or ``command ARGS``) in tmp_path, output captured."""
+def run_nnbench(tmp_path: Path, *args: str, command=None, tracking="none", timeout=120):
+    """``python -m nnbench [tracking=none] ARGS`` (or ``command ...``) in tmp_path.
+
+    MLflow tracking (the default) costs seconds per run, so runs here pass tracking=none
+    unless ``tracking`` is None. stdout and stderr are decoded without newline translation,
+    so that a "\r" the program writes is seen as written.
+    """
     command = command or [sys.executable, "-m", "nnbench"]
-    return subprocess.run(
-        [*command, *args],
+    tracking_args = [] if tracking is None else [f"tracking={tracking}"]
+    proc = subprocess.run(
+        [*command, *tracking_args, *args],
         cwd=tmp_path,
         env=clean_env(tmp_path),
         capture_output=True,
-        text=True,
         timeout=timeout,
     )
+    proc.stdout, proc.stderr = proc.stdout.decode(), proc.stderr.decode()
+    return proc
 
 
 def metrics(text: str) -> dict[str, float]:

@@ -40,15 +40,16 @@ def ok(proc: subprocess.CompletedProcess) -> str:
 
 
 # ------------------------------------------------------------------- single runs
-def test_single_run_prints_a_summary_and_no_progress_when_not_a_tty(tmp_path):
-    out = ok(run_nnbench(tmp_path, "trainer.epochs=2"))
+def test_default_run_prints_a_summary_and_no_progress_when_not_a_tty(tmp_path):
+    """The plain command, default tracking included; its output is a pipe, so no bar."""
+    proc = run_nnbench(tmp_path, "trainer.epochs=2", tracking=None)
+    out = ok(proc)
     lines = out.splitlines()
     assert lines[0].startswith("nnbench: digits, MLP 64-64-64-10 relu, momentum lr=0.05")
     assert "completed 2 epochs" in out
-    assert 0.5 < metrics(out)["test/acc"] <= 1
+    assert 0.5 < metrics(out)["test/acc"] <= 1  # 10 classes: chance is 0.1
     outputs = Path(next(line for line in lines if line.startswith("outputs: ")).split(": ")[1])
     assert outputs.is_dir() and tmp_path in outputs.parents
-    proc = run_nnbench(tmp_path, "trainer.epochs=2")
     assert "\r" not in proc.stdout + proc.stderr and "epoch 1/2" not in proc.stderr
 
 
@@ -64,7 +65,7 @@ def test_progress_auto_draws_a_bar_on_a_terminal(tmp_path):
     """progress=auto (the default) with stderr on a pseudo-terminal shows the bar."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nnbench", "trainer.epochs=2", "dataset=xor"],
+        [sys.executable, "-m", "nnbench", "tracking=none", "trainer.epochs=2", "dataset=xor"],
         cwd=tmp_path,
         env=clean_env(tmp_path),
         stdout=subprocess.PIPE,
@@ -202,7 +203,7 @@ def run_main(tmp_path, monkeypatch, capsys):
     handlers, level = root.handlers[:], root.level
 
     def run(*args: str):
-        monkeypatch.setattr(sys, "argv", ["nnbench", *args])
+        monkeypatch.setattr(sys, "argv", ["nnbench", "tracking=none", *args])
         try:
             cli.main()
             code = 0
