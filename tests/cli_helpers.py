@@ -60,6 +60,12 @@ def jobs(stdout: str) -> dict[int, str]:
     return {int(num): rest for num, rest in JOB.findall(stdout)}
 
 
+def changed(job_line: str) -> dict[str, str]:
+    """The overrides a job line starts with: "a=1 b=x: completed ..." -> {"a": "1", "b": "x"}."""
+    label = job_line.split(": ", 1)[0]
+    return dict(token.split("=", 1) for token in label.split())
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """IDX for uint8 data, written out: 0, 0, type 0x08, ndim, big-endian uint32 sizes, bytes."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)

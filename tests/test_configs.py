@@ -103,11 +103,19 @@ OPTIMIZERS = {
     "sgd": dict(cls=nb.SGD, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0),
     "momentum": dict(cls=nb.SGD, lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.0),
     "adam": dict(
-        cls=nb.Adam, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+        cls=nb.Adam,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
         decoupled_weight_decay=False,
     ),
     "adamw": dict(
-        cls=nb.AdamW, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+        cls=nb.AdamW,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.01,
         decoupled_weight_decay=True,
     ),
 }
@@ -138,8 +146,14 @@ def test_model_option_builds_the_documented_network(option):
     assert option in MODELS, f"add the expected architecture of model={option}"
     cfg = compose_cfg(f"model={option}").model
     model = nb.MLP(
-        in_features=3, hidden=list(cfg.hidden), out_features=2, activation=cfg.activation,
-        dropout=cfg.dropout, batchnorm=cfg.batchnorm, l1=cfg.l1, l2=cfg.l2,
+        in_features=3,
+        hidden=list(cfg.hidden),
+        out_features=2,
+        activation=cfg.activation,
+        dropout=cfg.dropout,
+        batchnorm=cfg.batchnorm,
+        l1=cfg.l1,
+        l2=cfg.l2,
         backend=nb.get_backend("numpy", "float64"),
     )
     assert (list(model.hidden), model.activation) == MODELS[option]

@@ -23,6 +23,8 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    # MLflow's own INFO lines ("Creating initial MLflow database tables...") are noise here.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 HEALTH_TIMEOUT_S = 5.0
 
