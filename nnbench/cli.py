@@ -64,7 +64,8 @@ def load(cfg: DictConfig, seed: int):
     except ValueError as exc:
         what = str(exc).removeprefix("Invalid ").split(":")[0]
         if what in cfg:
-            raise ValueError(str(exc).replace("Invalid ", "Invalid dataset.", 1)) from exc
+            message = str(exc).replace("Invalid ", "Invalid dataset.", 1)
+            raise ValueError(message.replace(f" {what}=", f" dataset.{what}=")) from exc
         raise
 
 

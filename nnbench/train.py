@@ -11,24 +11,33 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnbench.errors import invalid
+from nnbench.nn.losses import Loss
 
 DEFAULT_EVAL_BATCH = 2048
 
 
-def train_step(model, loss_fn, optimizer, x, y) -> float:
+def train_step(model, loss_fn, optimizer, x, y, *, validate: bool = True) -> float:
     """forward(training=True), loss, backward, optimizer step; returns the data loss.
 
     A non-finite loss skips backward and the step, so the weights stay those that produced
     the last finite loss; the caller decides what divergence means.
+
+    ``validate=False`` skips the checks of ``x`` and ``y`` (shape, finiteness, label range):
+    they must then be backend arrays that passed them already (``model.check_input(x)``,
+    ``loss_fn.prepare(backend, (n, outputs), y)``). `fit` does exactly that, once per run.
     """
     with _quiet_divergence():
-        loss, _ = _step(model, loss_fn, optimizer, x, y)
+        loss, _ = _step(model, loss_fn, optimizer, x, y, validate)
     return loss
 
 
-def _step(model, loss_fn, optimizer, x, y):
-    logits = model.forward_buffered(x, training=True)
-    loss, dlogits = loss_fn(logits, y)
+def _step(model, loss_fn, optimizer, x, y, validate):
+    if validate or not isinstance(loss_fn, Loss):
+        logits = model.forward_buffered(x, training=True, validate=validate)
+        loss, dlogits = loss_fn(logits, y)
+    else:
+        logits = model.forward_buffered(x, training=True, validate=False)
+        loss, dlogits = loss_fn.compute(model.backend, logits, y)
     if math.isfinite(loss):
         model.backward(dlogits)
         optimizer.step()
@@ -61,13 +70,16 @@ def train_epoch(model, loss_fn, optimizer, x, y, batch_size: int, rng) -> EpochR
     """One pass over (x, y) on the model's backend in shuffled mini-batches.
 
     Stops at the first non-finite loss and reports its step. A trailing batch of one row is
-    skipped when the model uses batch normalization, which needs two rows to train.
+    skipped when the model uses batch normalization, which needs two rows to train. The
+    data is checked once, up front; the steps then run unchecked.
     """
+    x, y = _checked_data(model, loss_fn, x, y)
     with _quiet_divergence():
         return _train_batches(model, loss_fn, optimizer, x, y, batch_size, rng)
 
 
 def _train_batches(model, loss_fn, optimizer, x, y, batch_size, rng) -> EpochResult:
+    """`train_epoch` on data that `_checked_data` has checked and moved to the backend."""
     be = model.backend
     total, correct, seen = 0.0, 0, 0
     track_correct = loss_fn.classification
@@ -79,31 +91,42 @@ def _train_batches(model, loss_fn, optimizer, x, y, batch_size, rng) -> EpochRes
             batch = be.empty((len(idx), x.shape[1]))
         xb = be.take_rows(x, idx, out=batch)
         yb = be.take_rows(y, idx)
-        loss, logits = _step(model, loss_fn, optimizer, xb, yb)
+        loss, logits = _step(model, loss_fn, optimizer, xb, yb, validate=False)
         if not math.isfinite(loss):
             return EpochResult(total / max(seen, 1), None, seen, diverged_step=step)
         total += loss * len(idx)
         seen += len(idx)
         if track_correct:
-            correct += loss_fn.correct(logits, yb)
+            correct += _count_correct(model, loss_fn, logits, yb)
     return EpochResult(total / seen, correct if track_correct else None, seen)
+
+
+def _count_correct(model, loss_fn, logits, y) -> int | None:
+    if isinstance(loss_fn, Loss):
+        return loss_fn.count_correct(model.backend, logits, y)
+    return loss_fn.correct(logits, y)
 
 
 def evaluate(model, loss_fn, x, y, batch_size: int = DEFAULT_EVAL_BATCH) -> dict:
     """Mean loss and (for classification) accuracy in evaluation mode, in chunks."""
     _check_positive("batch_size", batch_size)
-    be = model.backend
-    x, y = be.asarray(x), _device_targets(be, y)
-    _check_rows(x, y)
+    x, y = _checked_data(model, loss_fn, x, y)
+    return _evaluate_checked(model, loss_fn, x, y, batch_size)
+
+
+def _evaluate_checked(model, loss_fn, x, y, batch_size: int = DEFAULT_EVAL_BATCH) -> dict:
     total, correct, n = 0.0, 0, x.shape[0]
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         xb, yb = x[start:stop, ...], y[start:stop, ...]
         with _quiet_divergence():  # a diverged model scores inf/nan
-            logits = model.forward_buffered(xb, training=False)
-            loss, _ = loss_fn(logits, yb)
+            logits = model.forward_buffered(xb, training=False, validate=False)
+            if isinstance(loss_fn, Loss):
+                loss, _ = loss_fn.compute(model.backend, logits, yb)
+            else:
+                loss, _ = loss_fn(logits, yb)
         total += loss * xb.shape[0]
-        right = loss_fn.correct(logits, yb)
+        right = _count_correct(model, loss_fn, logits, yb)
         correct = None if right is None else correct + right
     result = {"loss": total / n}
     if correct is not None:
@@ -129,7 +152,7 @@ class FitResult:
             return f"diverged at epoch {epoch}, step {step}"
         if self.stopped_early:
             return f"stopped early after epoch {self.epochs} (best epoch {self.best_epoch})"
-        return f"completed {self.epochs} epochs"
+        return f"completed {self.epochs} epoch{'' if self.epochs == 1 else 's'}"
 
 
 def fit(
@@ -161,11 +184,10 @@ def fit(
     if patience is not None:
         _check_positive("patience", patience)
     be = model.backend
-    x, y = be.asarray(train[0]), _device_targets(be, train[1])
-    _check_rows(x, y)
-    if validation is not None:  # moved to the device once, checked before any training
-        validation = (be.asarray(validation[0]), _device_targets(be, validation[1]))
-        _check_rows(*validation)
+    # Moved to the device and checked once, before any training; the steps run unchecked.
+    x, y = _checked_data(model, loss_fn, *train)
+    if validation is not None:
+        validation = _checked_data(model, loss_fn, *validation)
     if getattr(model, "batchnorm", False):
         _check_batchnorm_batches(x.shape[0], batch_size)
     rng = np.random.default_rng(seed)
@@ -173,7 +195,8 @@ def fit(
     best = math.inf
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        stats = train_epoch(model, loss_fn, optimizer, x, y, batch_size, rng)
+        with _quiet_divergence():
+            stats = _train_batches(model, loss_fn, optimizer, x, y, batch_size, rng)
         if stats.diverged_step is not None:
             result.outcome, result.diverged_at = "diverged", (epoch, stats.diverged_step)
             break
@@ -202,9 +225,26 @@ def _epoch_record(model, loss_fn, epoch, stats: EpochResult, validation) -> dict
     if getattr(model, "l1", 0) or getattr(model, "l2", 0):
         record["train/penalty"] = model.penalty()
     if validation is not None:
-        for key, value in evaluate(model, loss_fn, *validation).items():
+        for key, value in _evaluate_checked(model, loss_fn, *validation).items():
             record[f"val/{key}"] = value
     return record
+
+
+def _checked_data(model, loss_fn, x, y):
+    """``(x, y)`` on the model's backend, checked once for a whole dataset: the number of
+    rows, the input's shape and finiteness (``model.check_input``) and the targets
+    (``loss_fn.prepare``: label range, target shape), with the messages of the per-call
+    checks."""
+    be = model.backend
+    if not hasattr(x, "shape"):
+        x = np.asarray(x, dtype=float)
+    y = _device_targets(be, y)
+    _check_rows(x, y)
+    x = model.check_input(x) if hasattr(model, "check_input") else be.asarray(x)
+    outputs = getattr(model, "out_features", None)
+    if isinstance(loss_fn, Loss) and outputs is not None:
+        y = loss_fn.prepare(be, (x.shape[0], outputs), y)
+    return x, y
 
 
 def _device_targets(be, y):

@@ -49,7 +49,11 @@ def describe(exc: BaseException) -> str | None:
         ValidationError,
     )
 
-    from nnbench.errors import BackendUnavailableError, DatasetUnavailableError
+    from nnbench.errors import (
+        BackendUnavailableError,
+        DatasetUnavailableError,
+        TrackingUnavailableError,
+    )
 
     if isinstance(exc, MissingConfigException):
         group, _, option = (exc.missing_cfg_file or "").rpartition("/")
@@ -73,9 +77,16 @@ def describe(exc: BaseException) -> str | None:
     if isinstance(exc, ValidationError):
         key = getattr(exc, "full_key", None) or "value"
         return f"Invalid {key}: {_first_line(exc)}"
-    if isinstance(exc, (ConfigCompositionException, OverrideParseException)):
+    if isinstance(exc, OverrideParseException):
+        override = getattr(exc, "override", None) or "?"
+        return (
+            f"Invalid override: {override!r} (not valid Hydra syntax; quote a value holding "
+            "special characters, e.g. 'dataset.delimiter=\";\"')"
+        )
+    if isinstance(exc, ConfigCompositionException):
         return _first_line(exc)
-    if isinstance(exc, (ValueError, BackendUnavailableError, DatasetUnavailableError)):
+    unavailable = (BackendUnavailableError, DatasetUnavailableError, TrackingUnavailableError)
+    if isinstance(exc, (ValueError, *unavailable)):
         return _first_line(exc)
     return None
 

@@ -24,8 +24,10 @@ MNIST_FILES = (
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
-    """The environment for a run: Hydra's error rewriting on, no cache outside tmp_path."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    """The environment for a run: Hydra's error rewriting on, MLflow's store and the data
+    cache inside tmp_path."""
+    dropped = ("HYDRA_FULL_ERROR", "MLFLOW_TRACKING_URI", "MLFLOW_LOGGING_LEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["NNBENCH_DATA"] = str(tmp_path / "cache")
     return env
 

@@ -139,10 +139,14 @@ class MLP:
         """
         return self.backend.copy(self.forward_buffered(x, training))
 
-    def forward_buffered(self, x, training: bool = False):
+    def forward_buffered(self, x, training: bool = False, *, validate: bool = True):
         """`forward` without the final copy: the result is a model-owned buffer that the next
-        forward pass overwrites. The training step uses this."""
-        h = self._check_input(x)
+        forward pass overwrites. The training step uses this.
+
+        ``validate=False`` skips `check_input`: ``x`` must then be a backend array of the
+        model's dtype that has passed it already (`nnbench.fit` checks the whole dataset once
+        and then trains unchecked)."""
+        h = self.check_input(x) if validate else x
         for layer in self.layers:
             h = layer.forward(h, training)
         return h
@@ -169,7 +173,10 @@ class MLP:
                 total += 0.5 * self.l2 * be.square_sum(dense.weight)
         return total
 
-    def _check_input(self, x):
+    def check_input(self, x):
+        """``x`` as a backend array of the model's dtype, after checking that it has shape
+        (n, in_features) and only finite values; ValueError (naming the first bad entry)
+        otherwise."""
         be = self.backend
         if not hasattr(x, "shape"):
             x = np.asarray(x, dtype=float)

@@ -34,8 +34,9 @@ class RunRecorder:
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
         recorder = cls(client, run.info.run_id)
         items = [Param(k, v) for k, v in params.items()]
-        for start in range(0, len(items), 100):  # MLflow takes 100 params per call
-            client.log_batch(recorder.run_id, params=items[start : start + 100])
+        with ended_on_error(recorder):  # a run never stays RUNNING
+            for start in range(0, len(items), 100):  # MLflow takes 100 params per call
+                client.log_batch(recorder.run_id, params=items[start : start + 100])
         return recorder
 
     def log_metrics(self, metrics: dict, step: int) -> None:
@@ -71,8 +72,9 @@ class RunRecorder:
 
 
 @contextlib.contextmanager
-def recording(recorder: RunRecorder):
-    """End the run whatever happens inside; exceptions and interrupts still propagate."""
+def ended_on_error(recorder: RunRecorder):
+    """End the run KILLED (Ctrl-C, SIGTERM) or FAILED (with the message) if the block
+    raises; the exception still propagates. Nothing happens when the block succeeds."""
     try:
         yield recorder
     except KeyboardInterrupt:
@@ -82,9 +84,15 @@ def recording(recorder: RunRecorder):
         message = f"{type(exc).__name__}: {exc}"
         _close(recorder, "FAILED", {OUTCOME_TAG: "failed", ERROR_TAG: message})
         raise
-    else:
-        recorder.flush()
-        recorder.end("FINISHED")
+
+
+@contextlib.contextmanager
+def recording(recorder: RunRecorder):
+    """End the run whatever happens inside; exceptions and interrupts still propagate."""
+    with ended_on_error(recorder):
+        yield recorder
+    recorder.flush()
+    recorder.end("FINISHED")
 
 
 def _close(recorder: RunRecorder, status: str, tags: dict) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +24,13 @@ from nnbench.tracking.run import OUTCOME_TAG
 
 SWEEP_FILE = "nnbench_sweep.json"
 log = logging.getLogger(__name__)
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM raise KeyboardInterrupt (main thread only); the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def read_sweep_file(sweep_dir) -> dict | None:
@@ -39,11 +48,16 @@ class SweepCallback(Callback):
     def __init__(self) -> None:
         self.client = None
         self.parent_run_id = None
+        self._previous_sigterm = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if config.tracking.name != "mlflow":
             return
         from nnbench.tracking import store
+
+        # SIGTERM anywhere in the launcher (between jobs, while a job sets up) ends like
+        # Ctrl-C, so that the atexit hook below runs; the default action would skip it.
+        self._previous_sigterm = _sigterm_as_interrupt()
 
         uri = resolve_uri(config.tracking.uri)
         choices = OmegaConf.to_container(config.hydra.runtime.choices)
@@ -57,6 +71,7 @@ class SweepCallback(Callback):
             tags={"nnbench.role": "sweep", "nnbench.sweep": str(config.hydra.sweep.dir)},
         )
         self.parent_run_id = run.info.run_id
+        atexit.register(self._end_if_open, "KILLED")
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         info = {
@@ -66,9 +81,11 @@ class SweepCallback(Callback):
             "sweep_id": self.parent_run_id,
         }
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
-        atexit.register(self._end_if_open, "KILLED")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
         if self.parent_run_id is None:
             return
         try:

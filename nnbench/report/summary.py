@@ -1,0 +1,111 @@
+"""The files of a report (table as CSV and Markdown, the two plots) and the summary a sweep's
+parent run gets when its last job is done."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnbench.report import plots, runs, table
+
+DEFAULT_METRIC = "val/loss"
+SUMMARY_ARTIFACTS = "summary"
+
+
+@dataclass
+class Comparison:
+    """Ranked runs and what they are compared by."""
+
+    rows: list[runs.RunRow]  # ranked, best first
+    metric: str
+    descending: bool
+    params: list[str]  # the swept params
+    title: str
+
+    @classmethod
+    def build(cls, rows, metric: str, title: str, descending: bool | None = None):
+        if descending is None:
+            descending = runs.higher_is_better(metric)
+        ranked = runs.rank(rows, metric, descending)
+        return cls(ranked, metric, descending, runs.swept_params(rows), title)
+
+    @property
+    def best(self) -> runs.RunRow | None:
+        return self.rows[0] if self.rows and self.rows[0].rank == 1 else None
+
+    def order_text(self) -> str:
+        return "highest first" if self.descending else "lowest first"
+
+
+def slug(text: str) -> str:
+    """``val/loss`` -> ``val_loss``: a name safe in a file name."""
+    return re.sub(r"[^\w.-]+", "_", text).strip("_") or "report"
+
+
+def write_report(comparison: Comparison, folder: Path, curve_key: str) -> list[Path]:
+    """runs.csv, runs.md, <curve_key>_curves.png and final_<metric>.png in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    c = comparison
+    metrics = table.metric_columns(c.rows, c.metric)
+    heading = f"# {c.title}\n\nSorted by final `{c.metric}` ({c.order_text()}).\n\n"
+    (folder / "runs.md").write_text(heading + table.markdown(c.rows, c.params, metrics))
+    written = [folder / "runs.md", table.write_csv(c.rows, c.params, folder / "runs.csv")]
+    written.append(
+        plots.curves(c.rows, c.params, curve_key, folder / f"{slug(curve_key)}_curves.png", c.title)
+    )
+    final = plots.metric_vs_params(
+        c.rows, c.params, c.metric, folder / f"final_{slug(c.metric)}.png", c.title
+    )
+    return written + ([final] if final else [])
+
+
+def summary_values(comparison: Comparison) -> tuple[dict[str, float], dict[str, str]]:
+    """(metrics, tags) for the parent run: run counts per outcome, the best run and value."""
+    counts = runs.outcome_counts(comparison.rows)
+    metrics = {f"runs/{outcome}": float(n) for outcome, n in counts.items()}
+    metrics["runs/total"] = float(len(comparison.rows))
+    tags = {"nnbench.summary.metric": comparison.metric}
+    best = comparison.best
+    if best is not None:
+        value = best.metrics[comparison.metric]
+        metrics[f"best/{slug(comparison.metric)}"] = value
+        tags["nnbench.best_run_id"] = best.run_id
+        tags["nnbench.best_run_name"] = best.name
+        for key in comparison.params:
+            tags[f"nnbench.best.{key}"] = best.params.get(key, "")
+    return metrics, tags
+
+
+def log_summary(client, run_id: str, comparison: Comparison, step: int = 0) -> None:
+    """The summary metrics and tags in one call."""
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    metrics, tags = summary_values(comparison)
+    stamp = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, stamp, step) for k, v in metrics.items() if math.isfinite(v)],
+        tags=[RunTag(k, v[:5000]) for k, v in tags.items()],
+    )
+
+
+def log_sweep_summary(client, parent_run_id, sweep_dir, metric: str = DEFAULT_METRIC) -> None:
+    """Attach the comparison of the sweep's children to its parent run: the table and plots
+    written under ``<sweep_dir>/summary/`` and logged as artifacts under ``summary``, and
+    summary metrics and tags (best value and run, runs per outcome) on the parent."""
+    parent = client.get_run(parent_run_id)
+    rows = runs.children(client, parent)
+    if not rows:
+        return
+    title = f"sweep {parent.info.run_name or parent_run_id}"
+    comparison = Comparison.build(rows, metric, title)
+    curve_key = runs.curve_metric(rows)
+    runs.load_curves(client, comparison.rows, curve_key)
+    folder = Path(sweep_dir) / SUMMARY_ARTIFACTS
+    write_report(comparison, folder, curve_key)
+    client.log_artifacts(parent_run_id, str(folder), artifact_path=SUMMARY_ARTIFACTS)
+    log_summary(client, parent_run_id, comparison)

@@ -1,0 +1,113 @@
+"""Run the program against a real MLflow SQLite store and read the record back.
+
+Every run here is ``python -m nnbench`` in its own folder (the default store is
+``<cwd>/outputs/mlflow.db``), read back with an ``MlflowClient``: what the UI and the report
+would see. A tracked run costs seconds (MLflow's import, a fresh store's migrations), so
+tests share runs through module-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mlflow")
+
+TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+
+
+def run_env(cwd: Path) -> dict[str, str]:
+    """The environment of a run: the default store (no MLFLOW_TRACKING_URI), Hydra's error
+    rewriting on, the dataset cache inside ``cwd``."""
+    drop = ("HYDRA_FULL_ERROR", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["NNBENCH_DATA"] = str(cwd / "cache")
+    return env
+
+
+def nnbench(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m nnbench ARGS`` in ``cwd``, tracking on (the default)."""
+    return subprocess.run(
+        [sys.executable, "-m", "nnbench", *args],
+        cwd=cwd,
+        env=run_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_nnbench(cwd: Path, *args: str) -> subprocess.Popen:
+    """``python -m nnbench ARGS`` started in the background (output to files in ``cwd``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnbench", *args],
+        cwd=cwd,
+        env=run_env(cwd),
+        stdout=open(cwd / "stdout.txt", "w"),  # noqa: SIM115 (closed with the process)
+        stderr=open(cwd / "stderr.txt", "w"),  # noqa: SIM115
+    )
+
+
+def store_uri(cwd: Path) -> str:
+    """The default store of a run started in ``cwd`` (DESIGN.md), written out by hand."""
+    return f"sqlite:///{cwd.resolve()}/outputs/mlflow.db"
+
+
+def client_for(cwd: Path):
+    """A client on ``cwd``'s store. It is opened under the store's creation lock, so that
+    reading while a run is still creating the store cannot race its schema migrations."""
+    from nnbench.tracking.store import client
+
+    return client(store_uri(cwd))
+
+
+def all_runs(client) -> list:
+    """Every run of every experiment in the store, oldest first."""
+    experiments = client.search_experiments()
+    ids = [e.experiment_id for e in experiments]
+    if not ids:
+        return []
+    runs = client.search_runs(ids, max_results=1000, order_by=["attributes.start_time ASC"])
+    return list(runs)
+
+
+def assert_none_running(client) -> None:
+    """DESIGN.md: no run is ever left RUNNING."""
+    states = {run.info.run_id: run.info.status for run in all_runs(client)}
+    assert all(status in TERMINAL for status in states.values()), states
+
+
+def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of every entry of metric ``key``, in step order."""
+    entries = client.get_metric_history(run_id, key)
+    return sorted((m.step, m.value) for m in entries)
+
+
+def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
+    """Every artifact file of the run, as paths relative to its artifact root."""
+    found = set()
+    for info in client.list_artifacts(run_id, path):
+        if info.is_dir:
+            found |= artifact_paths(client, run_id, info.path)
+        else:
+            found.add(info.path)
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s or if
+    ``proc`` ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the program ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
