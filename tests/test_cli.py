@@ -139,7 +139,7 @@ def _dropout_batchnorm(out):
         for line in jobs(out).values()
     }
     assert grid == {(d, b) for d in ("0.0", "0.3") for b in ("False", "True")}
-    assert out.count("completed 1 epochs") == 4
+    assert out.count("completed 1 epoch") == 4
 
 
 def _digits_mlp(out):
