@@ -41,23 +41,45 @@ def parser() -> argparse.ArgumentParser:
         description="Compare the runs of a sweep (default: the most recent one) or of an "
         "experiment: a ranked table, and plots written to --out.",
     )
-    p.add_argument("--uri", help="tracking store or server (default: $MLFLOW_TRACKING_URI, "
-                   "else sqlite:///<cwd>/outputs/mlflow.db)")
+    p.add_argument(
+        "--uri",
+        help="tracking store or server (default: $MLFLOW_TRACKING_URI, "
+        "else sqlite:///<cwd>/outputs/mlflow.db)",
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--experiment", metavar="NAME", help="all runs of this experiment")
     which.add_argument("--sweep", metavar="PARENT_RUN_ID", help="the child runs of this sweep")
-    p.add_argument("--metric", default=DEFAULT_METRIC, help="rank by this final metric "
-                   "(default: %(default)s; accuracy-like metrics rank highest first)")
+    p.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        help="rank by this final metric "
+        "(default: %(default)s; accuracy-like metrics rank highest first)",
+    )
     order = p.add_mutually_exclusive_group()
-    order.add_argument("--ascending", dest="descending", action="store_false", default=None,
-                       help="lowest value first")
-    order.add_argument("--descending", dest="descending", action="store_true", default=None,
-                       help="highest value first")
+    order.add_argument(
+        "--ascending",
+        dest="descending",
+        action="store_false",
+        default=None,
+        help="lowest value first",
+    )
+    order.add_argument(
+        "--descending",
+        dest="descending",
+        action="store_true",
+        default=None,
+        help="highest value first",
+    )
     p.add_argument("--limit", type=_positive, metavar="N", help="show the best N runs only")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="folder for the table and plots (default: outputs/reports/<name>)")
-    p.add_argument("--no-log", action="store_true",
-                   help="do not log the plots to the sweep's parent run")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for the table and plots (default: outputs/reports/<name>)",
+    )
+    p.add_argument(
+        "--no-log", action="store_true", help="do not log the plots to the sweep's parent run"
+    )
     return p
 
 
@@ -87,8 +109,9 @@ def open_store(uri: str):
             raise TrackingUnavailableError(f"no MLflow store at {path}: {HOW_TO_RECORD}")
     try:
         return store.client(uri)
-    except TrackingUnavailableError:
-        raise
+    except TrackingUnavailableError as exc:  # its advice is for `python -m nnbench`
+        reason = str(exc).split("; ")[0]
+        raise TrackingUnavailableError(f"{reason}: start it, or pass another --uri") from None
     except Exception as exc:  # not a store, or one MLflow cannot read
         raise TrackingUnavailableError(f"cannot read the store {uri}: {_first_line(exc)}") from exc
 
@@ -175,7 +198,7 @@ def report(args) -> None:
     runs.load_curves(client, shown.rows, curve_key)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in runs.outcome_counts(chosen.rows).items())
     print(f"{chosen.title}: {len(chosen.rows)} runs ({counts})")
-    print(f"ranked by final {args.metric}, {comparison.order_text()}; unfinished runs last\n")
+    print(f"sorted by final {args.metric}, {comparison.order_text()}; unfinished runs last\n")
     print(terminal(shown.rows, shown.params, metric_columns(shown.rows, args.metric)))
     out = args.out or REPORTS / slug(chosen.name)
     written = write_report(shown, out, curve_key)
