@@ -227,12 +227,10 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
     return "\n".join(lines)
 
 
-def job_line(job_num: int, overrides: list[str], run: dict) -> str:
-    """One line per multirun job: what it changed (not the +sweep/+experiment switch), how
-    it ended and its final metrics."""
-    changed = [o for o in overrides if not o.startswith(("+sweep=", "+experiment="))]
-    label = " ".join(changed) or "(defaults)"
-    return f"[job {job_num}] {label}: {run['result'].message}  {_format_metrics(run['metrics'])}"
+def job_line(job: dict, run: dict) -> str:
+    """One line per multirun job: what it changed, how it ended, its final metrics."""
+    outcome = f"{run['result'].message}  {_format_metrics(run['metrics'])}"
+    return f"[job {job['num']}] {job['label']}: {outcome}"
 
 
 def objective(run: dict) -> float:
@@ -256,7 +254,10 @@ def job_info() -> dict:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    changed = [o for o in overrides if not o.startswith(("+sweep=", "+experiment="))]
+    # The label names what the job changed: not the +sweep/+experiment switch, not where
+    # it is recorded (tracking.uri=http://... would clutter every run name).
+    hidden = ("+sweep=", "+experiment=", "tracking.", "tracking=", "hydra/", "hydra.")
+    changed = [o for o in overrides if not o.startswith(hidden)]
     output_dir = hydra_cfg.runtime.output_dir
     return {
         "multirun": multirun,
@@ -283,7 +284,7 @@ def _hydra_main(cfg: DictConfig) -> float:
     with exit_on_user_error():
         run = train(cfg, job)
     if job["multirun"]:
-        print(job_line(job["num"], job["overrides"], run), flush=True)
+        print(job_line(job, run), flush=True)
     else:
         print(summary(cfg, run, job["output_dir"]), flush=True)
     return objective(run)
