@@ -30,12 +30,19 @@ def flatten(tree, prefix: str = "") -> dict[str, object]:
 
 
 def clean_key(key: str) -> str:
-    """A key MLflow accepts; a long one keeps its start and gains a short hash."""
-    key = _BAD_KEY_CHARS.sub("_", str(key)).strip("/") or "_"
-    key = re.sub(r"/+", "/", key).replace("..", "_.")
+    """A key MLflow accepts; a long one keeps its start and gains a short hash.
+
+    MLflow also treats a key as a path that must not resolve to another one: no empty,
+    ``.`` or ``..`` segments, no leading ``/`` or ``..``.
+    """
+    key = _BAD_KEY_CHARS.sub("_", str(key))
+    segments = [s for s in key.split("/") if s]
+    key = "/".join(f"_{s}" if s in (".", "..") else s for s in segments) or "_"
+    if key.startswith(".."):
+        key = f"_{key}"
     if len(key) > MAX_KEY:
         digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-        key = f"{key[: MAX_KEY - 9]}~{digest}"
+        key = f"{key[: MAX_KEY - 9]}-{digest}"
     return key
 
 
@@ -44,6 +51,9 @@ def to_params(tree) -> tuple[dict[str, str], dict[str, str]]:
     params, overflow = {}, {}
     for raw_key, value in flatten(tree).items():
         key = clean_key(raw_key)
+        if key in params:  # two keys repaired alike: MLflow refuses duplicates in a batch
+            digest = hashlib.sha1(str(raw_key).encode()).hexdigest()[:8]
+            key = f"{key[: MAX_KEY - 9]}-{digest}"
         text = "null" if value is None else str(value)
         if len(text) > MAX_VALUE:
             overflow[key] = text

@@ -7,13 +7,14 @@ import math
 import re
 import signal
 
+import pytest
+
 from .conftest import (
     all_runs,
     assert_none_running,
     client_for,
     history,
     nnbench,
-    start_nnbench,
     wait_for,
 )
 
@@ -106,8 +107,8 @@ def terminate(proc, timeout: float = 60) -> int:
         raise
 
 
-def test_sigterm_kills_the_run_and_keeps_its_epochs(tmp_path):
-    proc = start_nnbench(tmp_path, *LONG)
+def test_sigterm_kills_the_run_and_keeps_its_epochs(tmp_path, spawn):
+    proc = spawn(tmp_path, *LONG)
     run_id = wait_for(lambda: first_run_with_epochs(tmp_path), 90, "a run with epochs", proc)
     code = terminate(proc)
     assert code != 0
@@ -122,11 +123,11 @@ def test_sigterm_kills_the_run_and_keeps_its_epochs(tmp_path):
     assert_none_running(client)
 
 
-def test_sigterm_to_a_sweep_kills_parent_and_child(tmp_path):
+def test_sigterm_to_a_sweep_kills_parent_and_child(tmp_path, spawn):
     """The launcher of a (sequential) multirun is terminated while its first job trains:
     the job's run and the sweep's parent run both end KILLED, neither stays RUNNING, and
     the second job never starts."""
-    proc = start_nnbench(tmp_path, "+sweep=lr", "optimizer.lr=0.01,0.1", *LONG)
+    proc = spawn(tmp_path, "+sweep=lr", "optimizer.lr=0.01,0.1", *LONG)
     child_id = wait_for(
         lambda: first_run_with_epochs(tmp_path, child=True), 90, "a child run with epochs", proc
     )
@@ -146,10 +147,10 @@ def test_sigterm_to_a_sweep_kills_parent_and_child(tmp_path):
     assert_none_running(client)
 
 
-def test_sigterm_early_in_a_sweep_leaves_nothing_running(tmp_path):
+def test_sigterm_early_in_a_sweep_leaves_nothing_running(tmp_path, spawn):
     """SIGTERM as soon as the parent run exists, while the first job is still being set up
     (composing, loading data, creating its run): no run may stay RUNNING."""
-    proc = start_nnbench(tmp_path, "+sweep=lr", "optimizer.lr=0.01,0.1", *LONG)
+    proc = spawn(tmp_path, "+sweep=lr", "optimizer.lr=0.01,0.1", *LONG)
 
     def parent_exists():
         if not (tmp_path / "outputs" / "mlflow.db").exists():
@@ -165,3 +166,38 @@ def test_sigterm_early_in_a_sweep_leaves_nothing_running(tmp_path):
     for run in runs:
         assert run.info.status == "KILLED", (run.info.run_name, run.info.status)
         assert run.data.tags["nnbench.outcome"] == "interrupted", run.info.run_name
+
+
+def test_sigterm_to_a_parallel_sweep_kills_every_run(tmp_path, spawn):
+    """With the joblib launcher the jobs run in worker processes, which joblib kills (not
+    signals) when the launcher is interrupted: the launcher ends their runs KILLED, with
+    the epochs they had flushed kept."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    proc = spawn(
+        tmp_path,
+        "+sweep=lr",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "optimizer.lr=0.01,0.1",
+        *LONG,
+    )
+
+    def both_children_have_epochs():
+        if not (tmp_path / "outputs" / "mlflow.db").exists():
+            return None
+        client = client_for(tmp_path)
+        children = [r for r in all_runs(client) if "mlflow.parentRunId" in r.data.tags]
+        with_epochs = [r for r in children if epochs_logged(client, r.info.run_id) >= 1]
+        return len(with_epochs) == 2
+
+    wait_for(both_children_have_epochs, 120, "two child runs with epochs", proc)
+    assert terminate(proc) != 0
+    client = client_for(tmp_path)
+    runs = all_runs(client)
+    assert len(runs) == 3
+    for run in runs:
+        assert run.info.status == "KILLED", (run.info.run_name, run.info.status)
+        assert run.data.tags["nnbench.outcome"] == "interrupted", run.info.run_name
+        if "mlflow.parentRunId" in run.data.tags:
+            assert epochs_logged(client, run.info.run_id) >= 1
+    assert_none_running(client)

@@ -1,0 +1,327 @@
+#!/usr/bin/env python
+"""What MLflow tracking adds to a 50-epoch digits run, against ``tracking=none``.
+
+    python benchmarks/tracking_overhead.py               # 5 rounds of everything
+    python benchmarks/tracking_overhead.py --rounds 7
+    python benchmarks/tracking_overhead.py --quick       # 2 rounds, 5 epochs: a smoke run
+
+Three views, each measured in interleaved rounds (A B, then B A, ...) and reported as the
+median over rounds:
+
+(a) Whole process: wall time of ``python -m nnbench trainer.epochs=50`` with
+    ``tracking=none``, with tracking on an existing store (the usual case: a project's
+    outputs/mlflow.db already exists) and with tracking on a fresh store (the first run).
+(b) The training loop alone, in one process: ``nb.fit`` on the same data, seed and
+    initial weights with the recorder's ``log_epoch`` as callback (a real RunRecorder on a
+    real SQLite store) against no callback and against the NullRecorder; plus the final
+    flush of the buffered metrics, which the run pays once after the loop.
+(c) The fixed costs, each measured cold in a fresh process per round (as a run pays them):
+    ``import mlflow``, ``import matplotlib.pyplot``, the store client (fresh store: schema
+    migrations; existing store), the experiment, the run with its params and tags, the
+    final metrics and tags, writing the artifacts (manifest, weights, curves), uploading
+    them, and ending the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines in the table
+
+DIGITS_ARGS = ("dataset=digits",)  # the default experiment, spelled out
+
+
+def child_env(cwd: Path) -> dict[str, str]:
+    drop = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["NNBENCH_DATA"] = str(cwd / "cache")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+# --------------------------------------------------------------------- (a) whole process
+def time_process(cwd: Path, epochs: int, tracking: str) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "nnbench", f"trainer.epochs={epochs}", f"tracking={tracking}"]
+        + list(DIGITS_ARGS),
+        cwd=cwd,
+        env=child_env(cwd),
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"nnbench tracking={tracking} failed:\n{proc.stderr}")
+    return elapsed
+
+
+def part_a(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
+    existing = tmp / "existing"
+    existing.mkdir()
+    time_process(existing, 1, "mlflow")  # creates the store once; not measured
+    times = {"none": [], "mlflow, existing store": [], "mlflow, fresh store": []}
+    for r in range(rounds):
+        order = list(times) if r % 2 == 0 else list(reversed(times))
+        for variant in order:
+            if variant == "none":
+                cwd = tmp / f"none-{r}"
+                cwd.mkdir()
+                times[variant].append(time_process(cwd, epochs, "none"))
+            elif variant == "mlflow, existing store":
+                times[variant].append(time_process(existing, epochs, "mlflow"))
+            else:
+                cwd = tmp / f"fresh-{r}"
+                cwd.mkdir()
+                times[variant].append(time_process(cwd, epochs, "mlflow"))
+        print(f"  (a) round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    return times
+
+
+# ------------------------------------------------------------------ (b) the training loop
+def compose(epochs: int):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    import nnbench.cli  # noqa: F401  (registers the schema)
+
+    with initialize_config_module("nnbench.conf", version_base="1.3"):
+        return hydra_compose("config", overrides=[f"trainer.epochs={epochs}", *DIGITS_ARGS])
+
+
+def fit_once(cfg, parts, callback) -> float:
+    import nnbench as nb
+
+    data = parts["data"]
+    start = time.perf_counter()
+    nb.fit(
+        parts["model"],
+        parts["loss_fn"],
+        parts["optimizer"],
+        (data.x_train, data.y_train),
+        validation=(data.x_val, data.y_val),
+        epochs=cfg.trainer.epochs,
+        batch_size=cfg.trainer.batch_size,
+        seed=cfg.seed,
+        callback=callback,
+    )
+    return time.perf_counter() - start
+
+
+def part_b(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
+    from omegaconf import OmegaConf
+
+    from nnbench import tracking
+    from nnbench.cli import build
+    from nnbench.tracking.params import to_params
+
+    cfg = compose(epochs)
+    uri = f"sqlite:///{tmp / 'loop' / 'mlflow.db'}"
+    params, _ = to_params(OmegaConf.to_container(cfg, resolve=True))
+    fit_once(cfg, build(cfg), None)  # warm-up: imports, BLAS, caches
+    times = {"no callback": [], "NullRecorder": [], "RunRecorder": [], "final flush": []}
+    for r in range(rounds):
+        order = ["no callback", "NullRecorder", "RunRecorder"]
+        order = order if r % 2 == 0 else order[::-1]
+        for variant in order:
+            parts = build(cfg)  # same seed: the same initial weights, data and batches
+            if variant == "no callback":
+                times[variant].append(fit_once(cfg, parts, None))
+            elif variant == "NullRecorder":
+                times[variant].append(fit_once(cfg, parts, tracking.NullRecorder().log_epoch))
+            else:
+                recorder = tracking.start_run(
+                    uri=uri, experiment="overhead", run_name=f"loop {r}", params=params, tags={}
+                )
+                times[variant].append(fit_once(cfg, parts, recorder.log_epoch))
+                start = time.perf_counter()
+                recorder.flush()
+                times["final flush"].append(time.perf_counter() - start)
+                recorder.end("FINISHED")
+    return times
+
+
+# -------------------------------------------------------------------- (c) the fixed costs
+def phase_worker(folder: Path, epochs: int) -> None:
+    """One cold run of every tracking phase, in this fresh process; prints JSON. The store
+    is ``folder/outputs/mlflow.db``: fresh when it does not exist yet."""
+    timings = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        value = fn()
+        timings[name] = time.perf_counter() - start
+        return value
+
+    from omegaconf import OmegaConf
+
+    cfg = compose(epochs)
+    from nnbench.cli import build, fit_and_test
+
+    parts = build(cfg)
+    timed("import mlflow", lambda: __import__("mlflow"))
+    timed("import matplotlib.pyplot", lambda: __import__("matplotlib.pyplot"))
+    from nnbench import tracking
+    from nnbench.manifest import environment_manifest, git_state
+    from nnbench.tracking import plots, store
+    from nnbench.tracking.params import to_params
+    from nnbench.weights import save_weights
+
+    uri = store.default_uri(folder / "outputs")
+    client = timed("store client", lambda: store.client(uri))
+
+    def experiment():
+        return store.experiment_id(client, "overhead", uri, folder / "outputs")
+
+    experiment_id = timed("experiment", experiment)
+    params, _ = timed("params (flatten)", lambda: to_params(OmegaConf.to_container(cfg)))
+    timed("git commit (tag)", git_state)
+
+    def start():
+        return tracking.RunRecorder.start(
+            client, experiment_id, "phases", params, {"nnbench.outcome": "running"}
+        )
+
+    recorder = timed("create run + params + tags", start)
+    run = fit_and_test(cfg, parts, recorder.log_epoch)
+
+    def finish():
+        test = {k: v for k, v in run["metrics"].items() if k.startswith("test/")}
+        recorder.log_metrics(test, run["result"].epochs)
+        recorder.set_tags({tracking.OUTCOME_TAG: run["result"].outcome})
+        recorder.flush()
+
+    timed("final metrics, tags, flush", finish)
+    artifacts = Path(tempfile.mkdtemp(dir=folder))
+    model = run["model"]
+    timed(
+        "artifact: environment.json",
+        lambda: (artifacts / "environment.json").write_text(
+            json.dumps(environment_manifest(model.backend), default=str)
+        ),
+    )
+    timed("artifact: weights.npz", lambda: save_weights(artifacts / "w.npz", model.state_dict()))
+    timed(
+        "artifact: curves.png",
+        lambda: plots.learning_curves(run["result"].history, artifacts / "curves.png"),
+    )
+    timed("upload artifacts", lambda: client.log_artifacts(recorder.run_id, str(artifacts)))
+    timed("end run", lambda: recorder.end("FINISHED"))
+    print(json.dumps(timings))
+
+
+def run_phase_worker(folder: Path, epochs: int) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--phase-worker", str(folder), "--epochs", str(epochs)],
+        cwd=folder,
+        env=child_env(folder),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"phase worker failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def part_c(rounds: int, epochs: int, tmp: Path) -> dict[str, dict[str, list[float]]]:
+    """{phase: {"existing store": [...], "fresh store": [...]}}"""
+    existing = tmp / "phases-existing"
+    existing.mkdir()
+    run_phase_worker(existing, 1)  # creates the store; not measured
+    times: dict[str, dict[str, list[float]]] = {}
+    for r in range(rounds):
+        fresh = tmp / f"phases-fresh-{r}"
+        fresh.mkdir()
+        kinds = [("existing store", existing), ("fresh store", fresh)]
+        for kind, folder in kinds if r % 2 == 0 else kinds[::-1]:
+            for phase, value in run_phase_worker(folder, epochs).items():
+                times.setdefault(phase, {}).setdefault(kind, []).append(value)
+        print(f"  (c) round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    return times
+
+
+def table_c(times: dict[str, dict[str, list[float]]]) -> str:
+    kinds = ("existing store", "fresh store")
+    lines = [
+        "(c) fixed costs, each cold in a fresh process (median s over rounds)",
+        f"  {'':36s} {kinds[0]:>15s} {kinds[1]:>15s}",
+    ]
+    for phase, by_kind in times.items():
+        lines.append(
+            f"  {phase:36s} {median(by_kind[kinds[0]]):15.4f} {median(by_kind[kinds[1]]):15.4f}"
+        )
+    totals = [sum(median(by_kind[k]) for by_kind in times.values()) for k in kinds]
+    lines.append(f"  {'sum':36s} {totals[0]:15.4f} {totals[1]:15.4f}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ output
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def table(title: str, times: dict[str, list[float]], base: str | None = None) -> str:
+    lines = [title, f"  {'':36s} {'median s':>10s} {'min s':>9s} {'max s':>9s} {'ratio':>7s}"]
+    for name, values in times.items():
+        ratio = f"{median(values) / median(times[base]):7.3f}" if base else ""
+        lines.append(
+            f"  {name:36s} {median(values):10.4f} {min(values):9.4f} {max(values):9.4f} {ratio}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--loop-rounds", type=int, default=15, help="rounds of (b), cheap")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 5 epochs")
+    parser.add_argument("--skip", default="", help="parts to skip, e.g. 'a' or 'ac'")
+    parser.add_argument("--phase-worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.epochs = 2, 5
+    if args.phase_worker is not None:
+        phase_worker(args.phase_worker, args.epochs)
+        return
+    import mlflow
+
+    print(
+        f"tracking overhead: digits, {args.epochs} epochs, {args.rounds} rounds; "
+        f"mlflow {mlflow.__version__}, python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    with tempfile.TemporaryDirectory(prefix="nnbench-overhead-") as name:
+        tmp = Path(name)
+        if "a" not in args.skip:
+            a = part_a(args.rounds, args.epochs, tmp)
+            print(table("(a) whole process, python -m nnbench", a, "none"))
+            for variant in ("mlflow, existing store", "mlflow, fresh store"):
+                extra = median(a[variant]) - median(a["none"])
+                print(f"  {variant}: +{extra:.2f} s (+{100 * extra / median(a['none']):.0f}%)")
+        if "b" not in args.skip:
+            b = part_b(max(args.rounds, args.loop_rounds), args.epochs, tmp)
+            print(table("(b) training loop alone (nb.fit), in-process", b, "no callback"))
+            base = median(b["no callback"])
+            loop = median(b["RunRecorder"]) - base
+            flushed = loop + median(b["final flush"])
+            print(
+                f"  RunRecorder in the loop: {1000 * loop:+.1f} ms ({100 * loop / base:+.1f}%); "
+                f"with the final flush: {1000 * flushed:+.1f} ms ({100 * flushed / base:+.1f}%)"
+            )
+        if "c" not in args.skip:
+            print(table_c(part_c(args.rounds, args.epochs, tmp)))
+
+
+if __name__ == "__main__":
+    main()
