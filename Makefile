@@ -11,15 +11,33 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet --no-input
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 EXTRAS ?= test
 PYTEST_ARGS ?=
+VARIANT ?= cpu
+# The lock files pin every runtime dependency, with hashes, for Python 3.11 on x86_64 Linux
+# (the Docker image's platform): requirements.lock (with the tracking server's driver) and
+# requirements-gpu.lock (also CuPy). `make lock` regenerates both with uv, pinned here,
+# within one resolution of all the extras, so that any extras install on top unchanged.
+LOCK := requirements.lock
+UV := uv==0.13.9
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
+LOCK_ARGS := $(LOCK_TARGET) --generate-hashes --extra server -c $(VENV)/all-extras.txt \
+	--custom-compile-command "make lock"
+LOCK_FITS := import platform, sys; \
+	sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64" or sys.platform != "linux")
 
-.PHONY: run test venv lint reference clean
+.PHONY: run test venv lint reference lock image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# The stamp records which extras are installed; pyproject.toml changes reinstall.
-$(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
+# The stamp records which extras are installed; pyproject.toml or lock changes reinstall.
+# The locked versions go in first where the lock fits this Python; the extras come on top.
+$(VENV)/.installed-$(EXTRAS): pyproject.toml $(LOCK) | $(BIN)/python
+	if $(BIN)/python -c '$(LOCK_FITS)'; then \
+		$(PIP) install --require-hashes -r $(LOCK) $(QUIET); \
+	else \
+		echo "$(LOCK) is for Python 3.11 on x86_64 Linux: installing unpinned versions"; \
+	fi
 	$(PIP) install -e ".[$(EXTRAS)]" $(QUIET)
 	$(BIN)/python -c "import nnbench" && touch $@
 
@@ -39,6 +57,22 @@ lint: $(VENV)/.installed-$(EXTRAS)
 	$(PIP) install ruff $(QUIET)
 	$(BIN)/ruff check nnbench tests
 	$(BIN)/ruff format --check nnbench tests
+
+# Regenerate the lock files from pyproject.toml (needs PyPI).
+lock: | $(BIN)/python
+	$(PIP) install "$(UV)" $(QUIET)
+	$(BIN)/uv pip compile pyproject.toml --all-extras $(LOCK_TARGET) -o $(VENV)/all-extras.txt
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) --extra gpu -o requirements-gpu.lock
+	sed -i.bak '/^ *#   -c /d' $(LOCK) requirements-gpu.lock  # "via" the scratch file: noise
+	rm -f $(LOCK).bak requirements-gpu.lock.bak
+
+# The Docker image nnbench:$(VARIANT) (needs Docker; VARIANT=gpu for CUDA), with the commit
+# and whether the tree was dirty recorded in every run's manifest.
+image:
+	docker build -t nnbench:$(VARIANT) --build-arg VARIANT=$(VARIANT) \
+		--build-arg GIT_COMMIT="$$(git rev-parse HEAD)" \
+		--build-arg GIT_DIRTY="$$(test -z "$$(git status --porcelain --untracked-files=no)" && echo false || echo true)" .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

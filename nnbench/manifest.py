@@ -5,32 +5,26 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-PACKAGES = (
-    "nnbench",
-    "numpy",
-    "cupy-cuda12x",
-    "cupy-cuda13x",
-    "hydra-core",
-    "omegaconf",
-    "mlflow",
-    "torch",
-    "scikit-learn",
-    "array-api-strict",
-)
+
+def _canonical(name: str) -> str:
+    """PEP 503 name: ``Hydra_Core`` -> ``hydra-core``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _package_versions() -> dict[str, str]:
+    """Every installed distribution (name -> version, sorted): what `pip freeze` would pin."""
     versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            versions[_canonical(name)] = dist.version
+    return dict(sorted(versions.items()))
 
 
 def _cpu_model() -> str:
@@ -53,7 +47,8 @@ def _blas() -> list[dict]:
 
 
 def git_state(cwd=None) -> dict[str, object]:
-    """Commit and dirtiness of the git checkout holding ``cwd`` (or nnbench), if any."""
+    """Commit and dirtiness of the git checkout holding ``cwd`` (or nnbench), if any; else
+    what the Docker image was built from ($NNBENCH_GIT_COMMIT, $NNBENCH_GIT_DIRTY)."""
     cwd = cwd or Path(__file__).resolve().parent
 
     def git(*args):
@@ -65,8 +60,37 @@ def git_state(cwd=None) -> dict[str, object]:
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return _image_git_state()
     return {"commit": commit, "dirty": dirty}
+
+
+def _image_git_state() -> dict[str, object]:
+    commit = os.environ.get("NNBENCH_GIT_COMMIT", "").strip()
+    if not commit:
+        return {}
+    state: dict[str, object] = {"commit": commit}
+    dirty = os.environ.get("NNBENCH_GIT_DIRTY", "").strip().lower()
+    if dirty in ("true", "false"):
+        state["dirty"] = dirty == "true"
+    return state
+
+
+def _nvidia_gpus() -> list[dict[str, str]]:
+    """The GPUs and driver that ``nvidia-smi`` sees (none without it), whatever the backend."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    query = ["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", *query], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    keys = ("name", "driver", "memory")
+    return [
+        dict(zip(keys, (f.strip() for f in line.split(",")), strict=False))
+        for line in out.splitlines()
+    ]
 
 
 def environment_manifest(backend=None) -> dict:
@@ -91,6 +115,9 @@ def environment_manifest(backend=None) -> dict:
         },
         "git": git_state(),
     }
+    gpus = _nvidia_gpus()
+    if gpus:
+        manifest["gpus"] = gpus
     if backend is not None:
         manifest["backend"] = {
             "name": backend.name,
