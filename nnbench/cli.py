@@ -6,9 +6,7 @@ This is the only module that sees the Hydra config: everything below it takes pl
 from __future__ import annotations
 
 import logging
-import math
 import time
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -16,13 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 import nnbench as nb
 from nnbench import config as schema
 from nnbench import tracking
+from nnbench.backend import devices
 from nnbench.data import load_dataset
 from nnbench.interrupt import sigterm_as_interrupt
+from nnbench.job import format_metrics, job_info, job_line, objective, skipped_line
 from nnbench.manifest import git_state
 from nnbench.progress import make_progress
 from nnbench.usage import exit_on_user_error, reporting_user_errors
 
 schema.register()
+# hydra/launcher=joblib_gpus: as many jobs at once as there are GPUs.
+OmegaConf.register_new_resolver("nnbench.gpus", devices.parallel_jobs, replace=True)
 
 LOSSES = {
     "multiclass": nb.CrossEntropyLoss,
@@ -124,23 +126,52 @@ def fit_and_test(cfg: DictConfig, parts: dict, on_epoch) -> dict:
 
 
 def train(cfg: DictConfig, job: dict) -> dict:
-    """Check the config, build the pieces, train with progress and tracking."""
+    """Check the config, build the pieces, train with progress and tracking. ``job`` is
+    `job_info` completed by `prepare_tracking`."""
     schema.check(cfg)
+    if job["multirun"]:  # job n of a cupy sweep on GPU n mod <GPUs>
+        devices.use_job_gpu(cfg.backend.name, job["num"])
     parts = build(cfg)
-    recorder = open_recorder(cfg, job, parts)
     progress = make_progress(cfg.trainer.progress, cfg.trainer.epochs, job["multirun"])
+    with sigterm_as_interrupt():  # from the run's creation on, SIGTERM ends it KILLED
+        recorder = open_recorder(cfg, job, parts)
 
-    def on_epoch(record):
-        progress(record)
-        recorder.log_epoch(record)
+        def on_epoch(record):
+            progress(record)
+            recorder.log_epoch(record)
 
-    with tracking.recording(recorder), sigterm_as_interrupt():
-        try:
-            run = fit_and_test(cfg, parts, on_epoch)
-        finally:
-            progress.close()
-        close_record(cfg, job, recorder, run)
+        with tracking.recording(recorder):
+            try:
+                run = fit_and_test(cfg, parts, on_epoch)
+            finally:
+                progress.close()
+            close_record(cfg, job, recorder, run)
     return {**run, "run_id": recorder.run_id}
+
+
+def prepare_tracking(cfg: DictConfig, job: dict) -> None:
+    """The config hash every tracked run carries and, in a tracked multirun, the sweep's
+    parent run (nnbench.tracking.sweep.find_parent), added to ``job``."""
+    from nnbench.tracking.resume import config_hash
+
+    job["config_hash"] = config_hash(OmegaConf.to_container(cfg, resolve=True))
+    job["parent"] = None
+    if cfg.tracking.name == "mlflow" and job["multirun"]:
+        from nnbench.tracking.sweep import find_parent
+
+        experiment = tracking.experiment_name(cfg.tracking.experiment, job["choices"])
+        job["parent"] = find_parent(job["sweep_dir"], cfg.tracking.uri, experiment)
+
+
+def earlier_run(cfg: DictConfig, job: dict):
+    """The MLflow run that already did this multirun job with the same config, or None
+    when the job must run (a single run, tracking off, tracking.resume=false)."""
+    if job["parent"] is None or not cfg.tracking.resume:
+        return None
+    from nnbench.tracking import resume
+
+    client = tracking.store.client(job["parent"]["uri"])
+    return resume.reuse(client, job["parent"], job["config_hash"], job["num"])
 
 
 def open_recorder(cfg: DictConfig, job: dict, parts: dict):
@@ -149,9 +180,9 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
     if cfg.tracking.name == "none":
         return tracking.NullRecorder()
     from nnbench.tracking.params import to_params
-    from nnbench.tracking.sweep import read_sweep_file
+    from nnbench.tracking.resume import CONFIG_HASH_TAG
 
-    parent = read_sweep_file(job["sweep_dir"]) if job["multirun"] else None
+    parent = job["parent"]
     params, job["params_overflow"] = to_params(OmegaConf.to_container(cfg, resolve=True))
     backend = parts["backend"]
     tags = {
@@ -161,6 +192,7 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
         "nnbench.dataset": cfg.dataset.name,
         "nnbench.outcome": "running",
         "nnbench.overrides": " ".join(job["overrides"]),
+        CONFIG_HASH_TAG: job["config_hash"],
     }
     if parent is not None:
         tags["nnbench.sweep"] = parent["sweep_id"]
@@ -201,11 +233,6 @@ def close_record(cfg: DictConfig, job: dict, recorder, run: dict) -> None:
     )
 
 
-def _format_metrics(metrics: dict) -> str:
-    keys = ("train/loss", "val/loss", "val/acc", "test/acc", "test/mse")
-    return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
-
-
 def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
     result, model, backend = run["result"], run["model"], run["backend"]
     sizes = "-".join(str(s) for s in [model.in_features, *model.hidden, model.out_features])
@@ -216,7 +243,7 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
         f"{result.message} in {run['seconds']:.2f} s",
     ]
     if run["metrics"]:
-        lines.append("  " + _format_metrics(run["metrics"]))
+        lines.append("  " + format_metrics(run["metrics"]))
     if cfg.tracking.name == "none":
         lines.append("not recorded (tracking=none)")
     else:
@@ -227,50 +254,11 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
     return "\n".join(lines)
 
 
-def job_line(job: dict, run: dict) -> str:
-    """One line per multirun job: what it changed, how it ended, its final metrics."""
-    outcome = f"{run['result'].message}  {_format_metrics(run['metrics'])}"
-    return f"[job {job['num']}] {job['label']}: {outcome}"
-
-
-def objective(run: dict) -> float:
-    """The value a sweeper minimizes: validation loss, +inf for a diverged run."""
-    value = run["metrics"].get("val/loss", math.inf)
-    return value if run["result"].outcome == "completed" and math.isfinite(value) else math.inf
-
-
 def ui_command(uri: str) -> str:
     """The command that opens ``uri`` in the MLflow UI, bound to 127.0.0.1."""
     if tracking.store.is_server(uri):
         return f"open {uri} in a browser"
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
-
-
-def job_info() -> dict:
-    """What the run needs to know about its Hydra job, as plain values."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hydra_cfg = HydraConfig.get()
-    overrides = list(hydra_cfg.overrides.task)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    # The label names what the job changed: not the +sweep/+experiment switch, not where
-    # it is recorded (tracking.uri=http://... would clutter every run name).
-    hidden = ("+sweep=", "+experiment=", "tracking.", "tracking=", "hydra/", "hydra.")
-    changed = [o for o in overrides if not o.startswith(hidden)]
-    output_dir = hydra_cfg.runtime.output_dir
-    return {
-        "multirun": multirun,
-        "num": hydra_cfg.job.num if multirun else None,
-        "overrides": overrides,
-        "label": " ".join(changed) or "defaults",
-        "choices": OmegaConf.to_container(hydra_cfg.runtime.choices),
-        "sweep_dir": str(hydra_cfg.sweep.dir),
-        "output_dir": output_dir,
-        "hydra_dir": str(Path(output_dir) / hydra_cfg.output_subdir)
-        if hydra_cfg.output_subdir
-        else None,
-    }
 
 
 QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")
@@ -282,12 +270,20 @@ def _hydra_main(cfg: DictConfig) -> float:
         logging.getLogger(name).setLevel(logging.WARNING)
     job = job_info()
     with exit_on_user_error():
-        run = train(cfg, job)
+        schema.check(cfg)
+        prepare_tracking(cfg, job)
+        done = earlier_run(cfg, job)
+        if done is None:
+            run = train(cfg, job)
+    if done is not None:  # resumed sweep: the earlier run stands for this job
+        outcome = done.data.tags[tracking.OUTCOME_TAG]
+        print(skipped_line(job, outcome, done.info.run_id), flush=True)
+        return objective(outcome, done.data.metrics)
     if job["multirun"]:
         print(job_line(job, run), flush=True)
     else:
         print(summary(cfg, run, job["output_dir"]), flush=True)
-    return objective(run)
+    return objective(run["result"].outcome, run["metrics"])
 
 
 def main() -> None:

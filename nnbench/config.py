@@ -86,6 +86,9 @@ class TrackingConfig:
     name: str = "mlflow"  # mlflow | none
     uri: str | None = None
     experiment: str | None = None
+    # A multirun skips each job whose configuration already has a run that ended FINISHED
+    # (completed or diverged) in the experiment; false runs every job (nnbench.tracking.resume).
+    resume: bool = True
 
 
 @dataclass

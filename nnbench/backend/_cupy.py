@@ -28,3 +28,20 @@ def import_cupy():
     if count < 1:
         raise BackendUnavailableError("backend=cupy: CuPy found no GPU; use backend=numpy")
     return cupy
+
+
+def device_count() -> int:
+    """GPUs CuPy can use here (0 without CuPy, a driver or a GPU); CUDA_VISIBLE_DEVICES
+    applies. Asking does not create a CUDA context."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # ImportError, CUDARuntimeError, missing driver libraries, ...
+        return 0
+
+
+def use_device(index: int) -> None:
+    """Make GPU ``index`` the current device of the calling thread: arrays and kernels
+    created after this go there."""
+    import_cupy().cuda.Device(index).use()

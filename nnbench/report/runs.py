@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from nnbench.tracking.resume import reused_runs
 from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG
 
 ROLE_TAG = "nnbench.role"
@@ -108,12 +109,26 @@ def search_all(client, experiment_ids: list[str], filter_string: str = "") -> li
 
 
 def children(client, parent_run) -> list[RunRow]:
-    """The child runs of a sweep's parent run."""
+    """The child runs of a sweep's parent run, and the earlier runs that stand in for the
+    jobs a resumed sweep skipped (nnbench.tracking.resume); a deleted one is left out."""
+    from mlflow.exceptions import MlflowException
+
     found = search_all(
         client,
         [parent_run.info.experiment_id],
         f"tags.{PARENT_TAG} = '{parent_run.info.run_id}'",
     )
+    seen = {run.info.run_id for run in found}
+    for run_id in reused_runs(parent_run.data.tags).values():
+        if run_id in seen:
+            continue
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            continue
+        if run.info.lifecycle_stage == "active":
+            found.append(run)
+            seen.add(run_id)
     return [RunRow.from_mlflow(run) for run in found]
 
 

@@ -1,9 +1,17 @@
 """The multirun's parent run, created by a Hydra callback in the launching process before
 any job starts, and closed with the sweep's summary when the last job is done.
 
-The callback writes ``<sweep dir>/nnbench_sweep.json`` (store URI, experiment id, parent run
-id); each job reads it and records itself as a child run. Creating the store and the
+The callback writes what a job needs to find the parent run (store URI, experiment id,
+parent run id) to ``<sweep dir>/nnbench_sweep.json`` and to $NNBENCH_SWEEP; each job finds
+it (`find_parent`) and records itself as a child run. Creating the store and the
 experiment here, once, is what keeps parallel jobs out of SQLite's migration race.
+
+Jobs run in other processes and, with Ray or SLURM, maybe on other machines. The variable
+reaches every job a launcher starts as a child of this process (joblib, submitit, a local
+Ray instance; SLURM passes the submitting environment on); the file reaches jobs that share
+this filesystem and working directory; a job that gets neither looks the parent run up in
+the store by its sweep directory, which needs a tracking server. SQLite is for one
+machine: a job on another host is refused rather than recorded in a file of its own.
 """
 
 from __future__ import annotations
@@ -11,7 +19,9 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -19,10 +29,13 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from nnbench.tracking import experiment_name, resolve_uri
+from nnbench.errors import TrackingUnavailableError
+from nnbench.tracking import experiment_name, resolve_uri, store
 from nnbench.tracking.run import OUTCOME_TAG
 
 SWEEP_FILE = "nnbench_sweep.json"
+SWEEP_ENV = "NNBENCH_SWEEP"
+ROLE_TAG, SWEEP_TAG = "nnbench.role", "nnbench.sweep"
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +49,64 @@ def _sigterm_as_interrupt():
 def read_sweep_file(sweep_dir) -> dict | None:
     path = Path(sweep_dir) / SWEEP_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _from_env(sweep_dir: str) -> dict | None:
+    """$NNBENCH_SWEEP when it belongs to this sweep (not one that ran earlier)."""
+    text = os.environ.get(SWEEP_ENV)
+    info = json.loads(text) if text else None
+    return info if info and info.get("sweep_dir") == sweep_dir else None
+
+
+def _from_store(sweep_dir: str, uri: str, experiment: str) -> dict | None:
+    """The running parent run tagged with this sweep directory, looked up in the store."""
+    client = store.client(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        f"tags.`{ROLE_TAG}` = 'sweep' AND tags.`{SWEEP_TAG}` = '{sweep_dir}' "
+        "AND attributes.status = 'RUNNING'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not runs:
+        return None
+    run_id = runs[0].info.run_id
+    return {
+        "uri": uri,
+        "experiment_id": found.experiment_id,
+        "parent_run_id": run_id,
+        "sweep_id": run_id,
+        "sweep_dir": sweep_dir,
+        "host": None,
+    }
+
+
+def find_parent(sweep_dir: str, configured_uri: str | None, experiment: str) -> dict:
+    """What a multirun job needs to record itself under the sweep's parent run: from
+    $NNBENCH_SWEEP, else ``<sweep dir>/nnbench_sweep.json``, else the store (only one named
+    by ``tracking.uri`` or $MLFLOW_TRACKING_URI: a default store under some other working
+    directory would be a new, empty one)."""
+    info = _from_env(sweep_dir) or read_sweep_file(sweep_dir)
+    uri = configured_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if info is None and uri:
+        info = _from_store(sweep_dir, uri, experiment)
+    if info is None:
+        raise TrackingUnavailableError(
+            f"this job cannot find its sweep's parent run (no ${SWEEP_ENV}, no "
+            f"{Path(sweep_dir) / SWEEP_FILE} here, no running sweep in the store); jobs on "
+            "other machines need a tracking server: tracking.uri=http://<server>:5000"
+        )
+    host = socket.gethostname()
+    if info.get("host") and info["host"] != host and not store.is_server(info["uri"]):
+        raise TrackingUnavailableError(
+            f"the sweep records into {info['uri']} on host {info['host']}, but this job runs "
+            f"on {host}: a SQLite store is for one machine; run an MLflow tracking server and "
+            "set tracking.uri=http://<server>:5000"
+        )
+    return info
 
 
 class SweepCallback(Callback):
@@ -53,7 +124,6 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if config.tracking.name != "mlflow":
             return
-        from nnbench.tracking import store
 
         # SIGTERM anywhere in the launcher (between jobs, while a job sets up) ends like
         # Ctrl-C, so that the atexit hook below runs; the default action would skip it.
@@ -68,7 +138,7 @@ class SweepCallback(Callback):
         run = self.client.create_run(
             experiment_id,
             run_name=f"{label} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            tags={"nnbench.role": "sweep", "nnbench.sweep": str(config.hydra.sweep.dir)},
+            tags={ROLE_TAG: "sweep", SWEEP_TAG: str(config.hydra.sweep.dir)},
         )
         self.parent_run_id = run.info.run_id
         atexit.register(self._end_if_open, "KILLED")
@@ -79,10 +149,14 @@ class SweepCallback(Callback):
             "experiment_id": experiment_id,
             "parent_run_id": self.parent_run_id,
             "sweep_id": self.parent_run_id,
+            "sweep_dir": str(config.hydra.sweep.dir),
+            "host": socket.gethostname(),
         }
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
+        os.environ[SWEEP_ENV] = json.dumps(info)  # inherited by the jobs' processes
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        os.environ.pop(SWEEP_ENV, None)
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
@@ -91,6 +165,7 @@ class SweepCallback(Callback):
         try:
             from nnbench.report import log_sweep_summary
 
+            self._say_skipped()
             log_sweep_summary(self.client, self.parent_run_id, Path(str(config.hydra.sweep.dir)))
             self.client.set_tag(self.parent_run_id, OUTCOME_TAG, "completed")
             self._end_if_open("FINISHED")
@@ -98,13 +173,42 @@ class SweepCallback(Callback):
             self._end_if_open("FAILED")
             raise
 
+    def _say_skipped(self) -> None:
+        """One line naming the jobs skipped as already done (whatever the launcher did with
+        their own output: submitit and Ray keep it in log files)."""
+        from nnbench.tracking.resume import reused_runs
+
+        skipped = reused_runs(self.client.get_run(self.parent_run_id).data.tags)
+        if skipped:
+            jobs = ", ".join(f"job {num} (run {run_id})" for num, run_id in skipped.items())
+            print(
+                f"nnbench: skipped {len(skipped)} job(s) already done, their earlier runs "
+                f"are in this sweep's summary: {jobs}; tracking.resume=false reruns them",
+                flush=True,
+            )
+
     def _end_if_open(self, status: str) -> None:
         if self.parent_run_id is None:
             return
         run_id, self.parent_run_id = self.parent_run_id, None
         try:
             if status != "FINISHED":
+                self._kill_open_children(run_id)
                 self.client.set_tag(run_id, OUTCOME_TAG, "interrupted")
             self.client.set_terminated(run_id, status=status)
         except Exception as exc:  # at exit, report rather than raise
             log.warning("could not end the sweep's parent run %s: %s", run_id, exc)
+
+    def _kill_open_children(self, run_id: str) -> None:
+        """End KILLED the child runs still RUNNING: a job whose process was killed with the
+        sweep (joblib's workers are killed, not signalled) cannot end its own run."""
+        experiment_id = self.client.get_run(run_id).info.experiment_id
+        running = self.client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{run_id}' AND attributes.status = 'RUNNING'"
+            ),
+        )
+        for child in running:
+            self.client.set_tag(child.info.run_id, OUTCOME_TAG, "interrupted")
+            self.client.set_terminated(child.info.run_id, status="KILLED")
