@@ -240,10 +240,9 @@ def _checked_data(model, loss_fn, x, y):
         x = np.asarray(x, dtype=float)
     y = _device_targets(be, y)
     _check_rows(x, y)
-    x = model.check_input(x) if hasattr(model, "check_input") else be.asarray(x)
-    outputs = getattr(model, "out_features", None)
-    if isinstance(loss_fn, Loss) and outputs is not None:
-        y = loss_fn.prepare(be, (x.shape[0], outputs), y)
+    x = model.check_input(x)
+    if isinstance(loss_fn, Loss):  # else a plain callable, which checks per call
+        y = loss_fn.prepare(be, (x.shape[0], model.out_features), y)
     return x, y
 
 

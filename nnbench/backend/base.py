@@ -79,6 +79,12 @@ class Backend:
     def zeros(self, shape):
         return self.xp.zeros(shape, dtype=self.dtype)
 
+    def activation_buffer(self, shape):
+        """An uninitialized ``(batch, features)`` buffer for a layer's output or input
+        gradient: `empty`, except that a backend may give it the memory layout its matrix
+        products are fastest with (the values, shape and dtype are the same either way)."""
+        return self.empty(shape)
+
     def copy(self, a):
         return self.xp.asarray(a, copy=True)
 

@@ -30,7 +30,7 @@ def check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
 def mlp_flops(sizes: Sequence[int], batch_size: int = 1) -> dict[str, int]:
     """FLOPs of one training step on ``batch_size`` rows: forward, backward and total."""
     sizes = check_sizes(sizes)
-    layers = list(zip(sizes[:-1], sizes[1:]))  # (fan_in, fan_out) per Dense layer
+    layers = list(zip(sizes[:-1], sizes[1:], strict=False))  # (fan_in, fan_out) per Dense layer
     products = [2 * batch_size * fan_in * fan_out for fan_in, fan_out in layers]
     forward = sum(products)
     backward = sum(products) + sum(products[1:])  # weight grads + input grads past layer 0
@@ -47,5 +47,7 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in str(text).split("-"))
     except ValueError:
-        raise invalid("layer sizes", text, "expected widths joined by '-', e.g. 784-256-256-10")
+        raise invalid(
+            "layer sizes", text, "expected widths joined by '-', e.g. 784-256-256-10"
+        ) from None
     return check_sizes(sizes)

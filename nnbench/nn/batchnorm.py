@@ -31,7 +31,7 @@ class BatchNorm1d(Layer):
         self.inplace = inplace
         self.running_mean = backend.zeros((features,))
         self.running_var = backend.asarray([1.0] * features)
-        self._buffers = BufferCache(backend)
+        self._buffers = BufferCache(backend, activations=True)
         self._inv_std = None
 
     def param_shapes(self):

@@ -11,9 +11,12 @@ class BufferCache:
     ``limit`` entries.
     """
 
-    def __init__(self, backend, limit: int = 16):
+    def __init__(self, backend, limit: int = 16, activations: bool = False):
         self.backend = backend
         self.limit = limit
+        # activations=True: (batch, features) buffers that feed matrix products, allocated
+        # with `Backend.activation_buffer` (the backend picks their memory layout).
+        self._allocate = backend.activation_buffer if activations else backend.empty
         self._buffers: dict = {}
 
     def get(self, name: str, shape):
@@ -22,5 +25,5 @@ class BufferCache:
         if buf is None:
             if len(self._buffers) >= self.limit:
                 self._buffers.clear()
-            buf = self._buffers[key] = self.backend.empty(shape)
+            buf = self._buffers[key] = self._allocate(shape)
         return buf

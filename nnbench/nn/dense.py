@@ -19,7 +19,7 @@ class Dense(Layer):
         self.out_features = out_features
         self.backend = backend
         self.input_grad = input_grad
-        self._buffers = BufferCache(backend)
+        self._buffers = BufferCache(backend, activations=True)
         self._x = None
 
     def param_shapes(self):

@@ -52,7 +52,7 @@ class Loss:
 
     def _grad_buffer(self, backend, shape):
         if self._buffers is None or self._buffers.backend is not backend:
-            self._buffers = BufferCache(backend)
+            self._buffers = BufferCache(backend, activations=True)
         return self._buffers.get("grad", shape)
 
 
@@ -77,7 +77,9 @@ class CrossEntropyLoss(Loss):
         if len(shape) != 2:
             raise invalid("logits shape", shape, "expected (batch, classes)")
         if tuple(labels.shape) != (shape[0],):
-            raise invalid("labels shape", tuple(labels.shape), f"expected ({shape[0]},), one per row")
+            raise invalid(
+                "labels shape", tuple(labels.shape), f"expected ({shape[0]},), one per row"
+            )
         if "int" not in str(labels.dtype):
             raise invalid("labels dtype", str(labels.dtype), "expected integer class indices")
         labels = be.asarray(labels, be.int_dtype)

@@ -23,8 +23,13 @@ OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
 
 
-def make_classifier(sizes: Sequence[int], batch_size: int, optimizer: str = "sgd",
-                    lr: float | None = None, seed: int = 0):
+def make_classifier(
+    sizes: Sequence[int],
+    batch_size: int,
+    optimizer: str = "sgd",
+    lr: float | None = None,
+    seed: int = 0,
+):
     try:
         from sklearn.neural_network import MLPClassifier
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -43,8 +48,9 @@ def make_classifier(sizes: Sequence[int], batch_size: int, optimizer: str = "sgd
         random_state=seed,
     )
     if optimizer == "sgd":
-        return MLPClassifier(solver="sgd", momentum=0.0, nesterovs_momentum=False,
-                             learning_rate="constant", **common)
+        return MLPClassifier(
+            solver="sgd", momentum=0.0, nesterovs_momentum=False, learning_rate="constant", **common
+        )
     return MLPClassifier(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8, **common)
 
 
@@ -70,7 +76,7 @@ class SklearnStep:
         clf = self.clf
         self.y = clf._label_binarizer.transform(self.labels).astype(bool)  # as _validate_input
         dtype = self.x.dtype
-        pairs = list(zip(sizes[:-1], sizes[1:]))
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=False))
         self.activations = [self.x] + [None] * (len(sizes) - 1)
         self.deltas = [None] * (len(sizes) - 1)
         self.coef_grads = [np.empty((i, o), dtype=dtype) for i, o in pairs]
@@ -84,7 +90,12 @@ class SklearnStep:
         self.activations[0] = self.x
         extra = (None,) if self._with_weights else ()
         loss, coef_grads, intercept_grads = clf._backprop(
-            self.x, self.y, *extra, self.activations, self.deltas, self.coef_grads,
+            self.x,
+            self.y,
+            *extra,
+            self.activations,
+            self.deltas,
+            self.coef_grads,
             self.intercept_grads,
         )
         clf._optimizer.update_params(self.params, coef_grads + intercept_grads)

@@ -20,7 +20,9 @@ def _torch():
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the PyTorch reference needs torch: pip install 'nnbench[reference]'") from exc
+        raise ImportError(
+            "the PyTorch reference needs torch: pip install 'nnbench[reference]'"
+        ) from exc
     return torch
 
 
@@ -28,7 +30,7 @@ def build_mlp(sizes: Sequence[int], state_dict: dict | None = None, device: str 
     """A float32 ReLU MLP; ``state_dict`` (nnbench keys, host arrays) sets its weights."""
     torch = _torch()
     layers = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(torch.nn.Linear(fan_in, fan_out))
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
@@ -44,7 +46,7 @@ def load_nnbench_state(net, state_dict: dict) -> None:
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
     keys = [f"hidden.{i}." for i in range(len(linears) - 1)] + ["output."]
     with torch.no_grad():
-        for prefix, linear in zip(keys, linears):
+        for prefix, linear in zip(keys, linears, strict=True):
             for name in ("weight", "bias"):
                 value = torch.from_numpy(np.asarray(state_dict[prefix + name], dtype=np.float32))
                 getattr(linear, name).copy_(value)
@@ -93,8 +95,9 @@ class TorchStep:
             self.torch.cuda.synchronize()
 
 
-def train_to_accuracy(sizes, state_dict, data, *, target, batch_size, optimizer, lr,
-                      max_epochs, seed, clock):
+def train_to_accuracy(
+    sizes, state_dict, data, *, target, batch_size, optimizer, lr, max_epochs, seed, clock
+):
     """Train from ``state_dict`` with nnbench's batch order until the test accuracy reaches
     ``target``; returns ``(seconds, epochs, accuracy)`` (epochs None if never reached)."""
     from nnbench.train import minibatches

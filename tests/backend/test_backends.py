@@ -229,6 +229,54 @@ def test_arrays_in_and_out_match_reference(pair, dtype, rng):
     assert_close(fast, c, ref.copy(ref.asarray(x)), dtype)
 
 
+@covers("activation_buffer")
+@pytest.mark.parametrize("rows", [1, 3, 128, 129])
+def test_activation_buffer_and_the_paths_that_take_it(pair, dtype, rng, rows):
+    """Whatever memory layout the backend picks for activation buffers, they hold the
+    reference's values through the layer primitives that read and write them."""
+    ref, fast = pair
+    buf = fast.activation_buffer((rows, 5))
+    assert tuple(buf.shape) == tuple(ref.activation_buffer((rows, 5)).shape) == (rows, 5)
+    x, w, b = randn(rng, (rows, 4), dtype), randn(rng, (5, 4), dtype), randn(rng, (5,), dtype)
+    assert_close(
+        fast,
+        fast.linear(dev(fast, x), dev(fast, w), dev(fast, b), out=buf),
+        ref.linear(x, w, b),
+        dtype,
+    )
+    z = randn(rng, (rows, 5), dtype)
+    for kind in ACTIVATIONS:
+        zb = fast.activation_buffer((rows, 5))
+        zb[...] = dev(fast, z)
+        y = fast.activation(kind, zb, out=zb)
+        assert_close(fast, y, ref.activation(kind, z), dtype)
+        dy = fast.activation_buffer((rows, 5))
+        dy[...] = dev(fast, z[::-1])
+        assert_close(
+            fast,
+            fast.activation_backward(kind, y, dy, out=dy),
+            ref.activation_backward(kind, ref.activation(kind, z), z[::-1]),
+            dtype,
+        )
+    gw, gb, dx = fast.empty((5, 4)), fast.empty((5,)), fast.activation_buffer((rows, 4))
+    dout = fast.activation_buffer((rows, 5))
+    dout[...] = dev(fast, z)
+    fast.linear_backward(dout, dev(fast, x), dev(fast, w), gw, gb, dx)
+    rgw, rgb, rdx = np.empty((5, 4), dtype), np.empty((5,), dtype), np.empty((rows, 4), dtype)
+    ref.linear_backward(z, x, w, rgw, rgb, rdx)
+    for got, want in ((gw, rgw), (gb, rgb), (dx, rdx)):
+        assert_close(fast, got, want, dtype)
+    labels = rng.integers(0, 5, size=rows)
+    logits = fast.activation_buffer((rows, 5))
+    logits[...] = dev(fast, z)
+    loss, grad = fast.cross_entropy(
+        logits, dev(fast, labels, fast.int_dtype), fast.activation_buffer((rows, 5))
+    )
+    ref_loss, ref_grad = ref.cross_entropy(z, labels)
+    assert_close(fast, loss, ref_loss, dtype)
+    assert_close(fast, grad, ref_grad, dtype)
+
+
 @covers("multiply")
 def test_multiply(pair, dtype, rng):
     ref, fast = pair

@@ -1,0 +1,386 @@
+#!/usr/bin/env python
+"""Step-time ratios of nnbench (NumPy backend) against PyTorch CPU eager and scikit-learn,
+measured side by side on this machine.
+
+    python benchmarks/compare.py            # the full table (several minutes)
+    python benchmarks/compare.py --quick    # a short smoke run
+
+Setup: float32, MLP 784-256-256-10 with ReLU and softmax cross-entropy on synthetic data,
+batch 64/256/1024/4096, SGD and Adam, 1 and 2 threads; plus the small network 32-64-64-4
+at B=64, and the time to 97% test accuracy on scikit-learn's digits (64-128-64-10, Adam,
+lr 0.002, B=64, the ``digits_mlp`` experiment) from identical initial weights and batch
+order. Each framework runs in its own long-lived worker process (`nnbench.bench.worker`)
+with its thread pools limited to the same count, and ``OPENBLAS_CORETYPE`` /
+``OPENBLAS_L2_SIZE`` removed from the workers' environment only. The frameworks are
+interleaved round by round (A B C, then C B A, ...); each round takes two samples of each
+back to back, after waiting (``--max-wait``) for other processes to leave the CPUs idle.
+A ratio is nnbench / other (below 1: nnbench is faster), the median over rounds of the
+ratio within a round, so that both sides of each ratio saw the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nnbench.bench.env import OPENBLAS_OVERRIDES, THREAD_VARIABLES  # noqa: E402
+
+BIG = (784, 256, 256, 10)
+SMALL = (32, 64, 64, 4)
+DIGITS = (64, 128, 64, 10)
+PAUSE_S = 0.02  # lets the previous worker's spinning threads go to sleep
+
+
+# ---------------------------------------------------------------------- workers
+def worker_env(threads: int) -> dict:
+    env = dict(os.environ)
+    for name in OPENBLAS_OVERRIDES:
+        env.pop(name, None)
+    for name in THREAD_VARIABLES:
+        env[name] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, framework: str, threads: int):
+        self.framework = framework
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nnbench.bench.worker", framework, "--threads", str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=worker_env(threads),
+        )
+        self.env = self._read()["env"]
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.framework} exited (code {self.proc.wait()})")
+        return json.loads(line)
+
+    def request(self, **request) -> dict:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        response = self._read()
+        if "error" in response:
+            raise RuntimeError(f"{self.framework}: {response['error']}\n{response.get('trace')}")
+        return response
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write('{"op": "exit"}\n')
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------- measurement plan
+@dataclass
+class Cell:
+    """One configuration measured for several (framework, optimizer) entries."""
+
+    threads: int
+    sizes: tuple
+    batch_size: int
+    optimizer: str  # the nnbench optimizer; the others are named in `entries`
+    entries: list  # [(label, framework, optimizer)]
+    samples: dict = field(default_factory=dict)  # label -> [ms, ...]
+    rounds: dict = field(default_factory=dict)  # label -> [median ms of each round]
+
+
+def entries_for(optimizer: str, with_sklearn: bool = True) -> list:
+    entries = [("nnbench", "nnbench", optimizer), ("torch", "torch", optimizer)]
+    if optimizer == "adam":
+        entries.append(("torch fused", "torch", "adam-fused"))
+    if with_sklearn:
+        entries.append(("sklearn", "sklearn", optimizer))
+    return entries
+
+
+def cpu_busy(interval: float = 0.3) -> float | None:
+    """Fraction of all CPUs busy over ``interval`` seconds (Linux /proc/stat), else None.
+    Our own workers are idle while this runs, so it measures everyone else."""
+
+    def read():
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = read()
+        time.sleep(interval)
+        total1, idle1 = read()
+    except OSError:
+        return None
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_idle(max_wait: float, threshold: float = 0.10) -> bool:
+    """Wait up to ``max_wait`` seconds for the machine to be idle; True if it is."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy = cpu_busy()
+        if busy is None or busy < threshold:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
+def run_cells(cells, workers, rounds: int, options, max_wait: float) -> int:
+    """Interleave: every round visits every cell, and in each cell every entry once, in an
+    order that alternates between rounds. Before each cell, wait (up to ``max_wait`` s) for
+    the machine to be idle. Returns how many cells were measured on a busy machine."""
+    busy = 0
+    for r in range(rounds):
+        for cell in cells:
+            busy += not wait_idle(max_wait)
+            order = cell.entries if r % 2 == 0 else cell.entries[::-1]
+            for label, framework, optimizer in order:
+                time.sleep(PAUSE_S)
+                response = workers[framework].request(
+                    op="step",
+                    sizes=list(cell.sizes),
+                    batch_size=cell.batch_size,
+                    optimizer=optimizer,
+                    floor=framework == "nnbench",
+                    **options(cell),
+                )
+                _record(cell, label, response["step_ms"])
+                if "floor_ms" in response:
+                    _record(cell, "floor", response["floor_ms"])
+        print(f"  round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    return busy
+
+
+def _record(cell: Cell, label: str, samples: list) -> None:
+    cell.samples.setdefault(label, []).extend(samples)
+    cell.rounds.setdefault(label, []).append(statistics.median(samples))
+
+
+def sample_options(quick: bool):
+    def options(cell: Cell) -> dict:
+        big = cell.batch_size >= 1024
+        return {
+            "samples": 2,
+            "warmup": 2 if big else 5,
+            "min_sample_s": 0.02 if quick else 0.05,
+        }
+
+    return options
+
+
+# ---------------------------------------------------------------------- targets
+def step_targets(cell: Cell) -> dict:
+    """label -> (maximum ratio nnbench / label, description) from the issue's targets."""
+    b, opt, small = cell.batch_size, cell.optimizer, cell.sizes == SMALL
+    targets = {}
+    if small:
+        targets["torch"] = 0.40
+        return targets
+    if opt == "sgd":
+        targets["torch"] = 0.80 if b <= 256 else 0.95
+        targets["sklearn"] = 0.80
+    elif b <= 256:
+        targets.update({"torch": 0.70, "torch fused": 1.0, "sklearn": 0.60})
+    if cell.threads == 1 and b >= 256:
+        targets["floor"] = 1.15
+    return targets
+
+
+def ratio(cell: Cell, label: str) -> tuple[float, float, float]:
+    """nnbench / label, paired by round (both measured back to back, under the same load):
+    the median of the per-round ratios, and their range."""
+    per_round = [a / b for a, b in zip(cell.rounds["nnbench"], cell.rounds[label], strict=True)]
+    return statistics.median(per_round), min(per_round), max(per_round)
+
+
+# ---------------------------------------------------------------------- digits
+def digits_file(directory: Path) -> Path:
+    from nnbench.data import load_dataset
+
+    ds = load_dataset("digits", seed=0)
+    path = directory / "digits.npz"
+    import numpy as np
+
+    np.savez(
+        path,
+        x_train=ds.x_train.astype("float32"),
+        y_train=ds.y_train,
+        x_test=ds.x_test.astype("float32"),
+        y_test=ds.y_test,
+    )
+    return path
+
+
+def run_digits(workers, path: Path, rounds: int) -> dict:
+    request = dict(
+        op="target",
+        sizes=list(DIGITS),
+        data=str(path),
+        accuracy=0.97,
+        batch_size=64,
+        optimizer="adam",
+        lr=0.002,
+        max_epochs=100,
+        seed=0,
+    )
+    results = {"nnbench": [], "torch": []}
+    for r in range(rounds):
+        for name in ("nnbench", "torch") if r % 2 == 0 else ("torch", "nnbench"):
+            time.sleep(PAUSE_S)
+            results[name].append(workers[name].request(**request))
+    return results
+
+
+# ---------------------------------------------------------------------- report
+def table(cells) -> list[str]:
+    head = (
+        f"{'thr':>3} {'model':<15} {'B':>5} {'opt':<5} {'nnbench ms':>10}  {'vs':<12}"
+        f"{'other ms':>9} {'ratio':>6} {'(rounds)':>13} {'target':>7}  met"
+    )
+    lines = [head, "-" * len(head)]
+    for cell in cells:
+        ours = statistics.median(cell.samples["nnbench"])
+        targets = step_targets(cell)
+        model = "-".join(map(str, cell.sizes))
+        for label in [e[0] for e in cell.entries[1:]] + (
+            ["floor"] if "floor" in cell.samples else []
+        ):
+            pooled, low, high = ratio(cell, label)
+            other = statistics.median(cell.samples[label])
+            goal = targets.get(label)
+            met = "" if goal is None else ("yes" if pooled <= goal else "NO")
+            name = "GEMM floor" if label == "floor" else label
+            goal_text = "" if goal is None else f"<={goal:.2f}"
+            lines.append(
+                f"{cell.threads:>3} {model:<15} {cell.batch_size:>5} {cell.optimizer:<5} "
+                f"{ours:>10.3f}  {name:<12}{other:>9.3f} {pooled:>6.2f} "
+                f"{f'[{low:.2f}-{high:.2f}]':>13} {goal_text:>7}  {met}"
+            )
+    return lines
+
+
+def digits_lines(results: dict) -> list[str]:
+    ours = [r["time_to_target_s"] for r in results["nnbench"]]
+    theirs = [r["time_to_target_s"] for r in results["torch"]]
+    ep_ours = {r["epochs_to_target"] for r in results["nnbench"]}
+    ep_theirs = {r["epochs_to_target"] for r in results["torch"]}
+    r = statistics.median(ours) / statistics.median(theirs)
+    same = ep_ours == ep_theirs and None not in ep_ours
+    return [
+        "Time to 97% test accuracy, digits 64-128-64-10, Adam lr 0.002, B=64, 1 thread, "
+        "same initial weights and batch order:",
+        f"  nnbench {statistics.median(ours):.3f} s (epochs {sorted(ep_ours, key=str)}), "
+        f"torch {statistics.median(theirs):.3f} s (epochs {sorted(ep_theirs, key=str)}), "
+        f"ratio {r:.2f} (target <=0.35: {'yes' if r <= 0.35 else 'NO'}), "
+        f"identical epochs: {'yes' if same else 'NO'}",
+    ]
+
+
+def env_lines(workers_by_threads: dict) -> list[str]:
+    lines = []
+    for threads, workers in workers_by_threads.items():
+        for name, w in workers.items():
+            e = w.env
+            extra = f", torch threads {e['torch_threads']}" if "torch_threads" in e else ""
+            lines.append(
+                f"  threads={threads} {name:<8} BLAS {e['blas']} kernel {e['blas_kernel']} "
+                f"({e['blas_threads']} threads, {e['blas_libraries']} BLAS libs loaded), "
+                f"OpenMP {e['openmp_threads']}{extra}"
+            )
+    return lines
+
+
+# ---------------------------------------------------------------------- main
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--threads", type=int, nargs="+")
+    parser.add_argument("--batches", type=int, nargs="+")
+    parser.add_argument("--optimizers", nargs="+", default=["sgd", "adam"])
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--no-sklearn", action="store_true")
+    parser.add_argument("--no-digits", action="store_true")
+    parser.add_argument("--json", type=Path, help="write every sample here")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=20.0,
+        help="seconds to wait for an idle machine before each cell",
+    )
+    args = parser.parse_args(argv)
+    threads = args.threads or ([1] if args.quick else [1, 2])
+    batches = args.batches or ([64, 256] if args.quick else [64, 256, 1024, 4096])
+    rounds = args.rounds or (3 if args.quick else 7)
+    frameworks = ["nnbench", "torch"] + ([] if args.no_sklearn else ["sklearn"])
+
+    all_cells, workers_by_threads, digits, busy = [], {}, None, 0
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for t in threads:
+            print(f"threads={t}: starting workers {frameworks}", file=sys.stderr, flush=True)
+            workers = {f: WorkerProcess(f, t) for f in frameworks}
+            workers_by_threads[t] = workers
+            try:
+                cells = [
+                    Cell(t, BIG, b, opt, entries_for(opt, not args.no_sklearn))
+                    for b in batches
+                    for opt in args.optimizers
+                ]
+                cells += [
+                    Cell(t, SMALL, 64, opt, entries_for(opt, not args.no_sklearn))
+                    for opt in args.optimizers
+                ]
+                busy += run_cells(cells, workers, rounds, sample_options(args.quick), args.max_wait)
+                all_cells += cells
+                if t == threads[0] and not args.no_digits:
+                    print("  digits: time to 97%", file=sys.stderr, flush=True)
+                    path = digits_file(Path(tmp))
+                    digits = run_digits(workers, path, 2 if args.quick else 5)
+            finally:
+                for w in workers.values():
+                    w.close()
+    lines = [
+        "nnbench vs PyTorch CPU eager and scikit-learn: step-time ratios (nnbench / other; "
+        f"< 1 is faster): median over {rounds} interleaved rounds of the per-round ratio "
+        "[its range]; times are medians of all samples",
+        f"  cells measured while other processes kept the CPUs busy: {busy}",
+    ]
+    lines += env_lines(workers_by_threads) + [""] + table(all_cells)
+    if digits:
+        lines += [""] + digits_lines(digits)
+    lines.append(f"\n(measured in {time.perf_counter() - start:.0f} s)")
+    print("\n".join(lines))
+    if args.json:
+        raw = {
+            "cells": [
+                {
+                    "threads": c.threads,
+                    "sizes": c.sizes,
+                    "batch_size": c.batch_size,
+                    "optimizer": c.optimizer,
+                    "samples": c.samples,
+                    "rounds": c.rounds,
+                }
+                for c in all_cells
+            ],
+            "digits": digits,
+        }
+        args.json.write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""``python -m nnbench.bench``: benchmark one configuration and print the result as JSON.
+
+python -m nnbench.bench --model 784-256-256-10 --batch-size 256 --optimizer adam --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nnbench.bench.flops import parse_sizes
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nnbench.bench", description=__doc__)
+    parser.add_argument("--model", default="784-256-256-10", help="layer widths, in-...-out")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--backend", default="numpy")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--optimizer", default="sgd", help="sgd, momentum, adam or adamw")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--samples", type=int, default=7)
+    parser.add_argument("--min-sample-s", type=float, default=0.05, help="seconds per sample")
+    parser.add_argument("--epoch-rows", type=int, default=None, help="time one epoch too")
+    parser.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads")
+    parser.add_argument("--no-floor", action="store_true", help="skip the GEMM-only floor")
+    args = parser.parse_args(argv)
+    from nnbench.bench.env import limit_threads
+    from nnbench.bench.runner import benchmark
+
+    limits = limit_threads(args.threads)
+    try:
+        result = benchmark(
+            parse_sizes(args.model),
+            batch_size=args.batch_size,
+            backend=args.backend,
+            dtype=args.dtype,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            samples=args.samples,
+            min_sample_s=args.min_sample_s,
+            floor=not args.no_floor,
+            epoch_rows=args.epoch_rows,
+        )
+    except (ValueError, RuntimeError) as exc:
+        print(f"nnbench.bench: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
