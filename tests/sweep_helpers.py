@@ -1,5 +1,6 @@
-"""Helpers for tests/test_launchers.py and tests/test_resume.py: run a tracked sweep in its
-own folder and read the record back from its SQLite store with an MlflowClient."""
+"""Helpers for the tests that run the program with tracking on (tests/tracking/,
+tests/test_launchers.py, tests/test_resume.py): run it in its own folder and read the
+record back from its SQLite store with an MlflowClient."""
 
 from __future__ import annotations
 
@@ -38,9 +39,11 @@ def store_uri(cwd: Path) -> str:
 
 
 def client_for(cwd: Path):
-    from mlflow.tracking import MlflowClient
+    """A client on ``cwd``'s store. It is opened under the store's creation lock, so that
+    reading while a run is still creating the store cannot race its schema migrations."""
+    from nnbench.tracking.store import client
 
-    return MlflowClient(tracking_uri=store_uri(cwd))
+    return client(store_uri(cwd))
 
 
 def all_runs(client) -> list:

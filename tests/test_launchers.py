@@ -18,11 +18,11 @@ import importlib.util
 import json
 
 import pytest
-from sweep_helpers import children_of, client_for, nnbench, parents, steps
 
 from nnbench.backend import _cupy, devices
 from nnbench.errors import TrackingUnavailableError
 from nnbench.tracking import sweep
+from tests.sweep_helpers import children_of, client_for, nnbench, parents, steps
 
 # MLflow's SQLAlchemy store triggers SQLAlchemy's own deprecation warning: not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")

@@ -18,9 +18,9 @@ import hashlib
 import re
 
 import pytest
-from sweep_helpers import children_of, client_for, nnbench, parents
 
 from nnbench.tracking.resume import config_hash
+from tests.sweep_helpers import children_of, client_for, nnbench, parents
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
 

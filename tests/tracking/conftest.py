@@ -8,7 +8,6 @@ tests share runs through module-scoped fixtures.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -16,28 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.sweep_helpers import client_for, nnbench  # noqa: F401  (re-exported)
+from tests.sweep_helpers import sweep_env as run_env
+
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
-
-
-def run_env(cwd: Path) -> dict[str, str]:
-    """The environment of a run: the default store (no MLFLOW_TRACKING_URI), Hydra's error
-    rewriting on, the dataset cache inside ``cwd``."""
-    drop = ("HYDRA_FULL_ERROR", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["NNBENCH_DATA"] = str(cwd / "cache")
-    return env
-
-
-def nnbench(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m nnbench ARGS`` in ``cwd``, tracking on (the default)."""
-    return subprocess.run(
-        [sys.executable, "-m", "nnbench", *args],
-        cwd=cwd,
-        env=run_env(cwd),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def start_nnbench(cwd: Path, *args: str) -> subprocess.Popen:
@@ -50,19 +31,6 @@ def start_nnbench(cwd: Path, *args: str) -> subprocess.Popen:
             stdout=out,
             stderr=err,
         )
-
-
-def store_uri(cwd: Path) -> str:
-    """The default store of a run started in ``cwd`` (DESIGN.md), written out by hand."""
-    return f"sqlite:///{cwd.resolve()}/outputs/mlflow.db"
-
-
-def client_for(cwd: Path):
-    """A client on ``cwd``'s store. It is opened under the store's creation lock, so that
-    reading while a run is still creating the store cannot race its schema migrations."""
-    from nnbench.tracking.store import client
-
-    return client(store_uri(cwd))
 
 
 def all_runs(client) -> list:
