@@ -1,6 +1,7 @@
 """``python -m nnbench.bench``: benchmark one configuration and print the result as JSON.
 
 python -m nnbench.bench --model 784-256-256-10 --batch-size 256 --optimizer adam --threads 1
+python -m nnbench.bench --track      # also record it in MLflow as bench/* metrics
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ def main(argv=None) -> int:
     parser.add_argument("--epoch-rows", type=int, default=None, help="time one epoch too")
     parser.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads")
     parser.add_argument("--no-floor", action="store_true", help="skip the GEMM-only floor")
+    parser.add_argument(
+        "--track", action="store_true", help="also record the result in MLflow (bench/* metrics)"
+    )
+    parser.add_argument(
+        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or outputs/mlflow.db"
+    )
+    parser.add_argument("--experiment", default="bench", help="MLflow experiment (with --track)")
     args = parser.parse_args(argv)
     from nnbench.bench.env import limit_threads
     from nnbench.bench.runner import benchmark
@@ -50,6 +58,16 @@ def main(argv=None) -> int:
         if limits is not None:
             limits.restore_original_limits()
     print(json.dumps(result, indent=1, default=str))
+    if args.track:
+        from nnbench.bench.track import log_result
+        from nnbench.errors import TrackingUnavailableError
+
+        try:
+            run_id = log_result(result, uri=args.tracking_uri, experiment=args.experiment)
+        except TrackingUnavailableError as exc:
+            print(f"nnbench.bench: {exc}", file=sys.stderr)
+            return 2
+        print(f"recorded: run {run_id} in experiment {args.experiment!r}", file=sys.stderr)
     return 0
 
 
