@@ -43,20 +43,20 @@ def _log_worthy(values: list[float]) -> bool:
     return math.log10(max(positive) / min(positive)) >= DECADES_FOR_LOG
 
 
-def _mark_top(ax, x: float, outcome: str, legend: bool) -> None:
-    """A marker at the top of the axes (x in data, y in axes coordinates)."""
-    marker, color = UNRANKED_STYLE.get(outcome, ("o", "tab:gray"))
+def _mark_top(ax, x: float, marker: str, color, label, size: float = 9, width: float = 2) -> None:
+    """A marker at the top of the axes (x in data, y in axes coordinates): where a run that
+    has no number to plot (diverged, failed, interrupted) is shown."""
     ax.plot(
         [x],
         [TOP],
         marker=marker,
         color=color,
-        markersize=9,
-        markeredgewidth=2,
+        markersize=size,
+        markeredgewidth=width,
         linestyle="none",
         transform=ax.get_xaxis_transform(),
         clip_on=False,
-        label=outcome if legend else None,
+        label=label,
     )
 
 
@@ -76,18 +76,7 @@ def curves(rows: list[RunRow], params: list[str], key: str, path: Path, title: s
             continue
         ax.plot(steps, values, marker=".", color=color)
         at = row.diverged_epoch or row.epochs + 1
-        ax.plot(
-            [at],
-            [TOP],
-            marker="x",
-            color=color,
-            markersize=10,
-            markeredgewidth=2.5,
-            linestyle="none",
-            transform=ax.get_xaxis_transform(),
-            clip_on=False,
-            label=f"{text} ({row.note()})",
-        )
+        _mark_top(ax, at, "x", color, f"{text} ({row.note()})", size=10, width=2.5)
     finite = [v for row in rows for _, v in row.curve]
     if finite and min(finite) > 0:
         ax.set_yscale("log")
@@ -139,7 +128,9 @@ def _panel(ax, rows: list[RunRow], key: str, metric: str, single: bool) -> None:
     seen = set()
     for x, row in zip(xs, rows, strict=True):
         if row.outcome != "completed":
-            _mark_top(ax, x, row.outcome, legend=row.outcome not in seen)
+            marker, color = UNRANKED_STYLE.get(row.outcome, ("o", "tab:gray"))
+            legend = row.outcome if row.outcome not in seen else None
+            _mark_top(ax, x, marker, color, legend)
             seen.add(row.outcome)
     ys = [y for _, y in ranked]
     if ys and min(ys) > 0 and ("loss" in metric or "mse" in metric):
