@@ -175,14 +175,18 @@ def earlier_run(cfg: DictConfig, job: dict):
 
 
 def open_recorder(cfg: DictConfig, job: dict, parts: dict):
-    """The run's MLflow recorder (a child of the sweep's parent run in a multirun), or a
-    recorder that records nothing for tracking=none."""
+    """The run's recorder: MLflow, through the tracking agent (a child of the sweep's parent
+    run in a multirun), or a recorder that records nothing for tracking=none."""
     if cfg.tracking.name == "none":
         return tracking.NullRecorder()
     from nnbench.tracking.params import to_params
+    from nnbench.tracking.remote import AgentRecorder
     from nnbench.tracking.resume import CONFIG_HASH_TAG
 
     parent = job["parent"]
+    uri = parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri)
+    if tracking.store.is_server(uri):  # a server that is down: one line now, not later
+        tracking.store.check_server(uri)
     params, job["params_overflow"] = to_params(OmegaConf.to_container(cfg, resolve=True))
     backend = parts["backend"]
     tags = {
@@ -199,8 +203,8 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
     commit = git_state().get("commit")
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    return tracking.start_run(
-        uri=parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri),
+    return AgentRecorder.start(
+        uri=uri,
         experiment=tracking.experiment_name(cfg.tracking.experiment, job["choices"]),
         run_name=job["label"],
         params=params,
@@ -219,7 +223,7 @@ def close_record(cfg: DictConfig, job: dict, recorder, run: dict) -> None:
     if result.diverged_at is not None:
         tags["nnbench.diverged_at"] = result.message.removeprefix("diverged at ")
     recorder.set_tags(tags)
-    if recorder.run_id is None:
+    if cfg.tracking.name == "none":
         return
     from nnbench.tracking.artifacts import log_run_artifacts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -17,8 +18,10 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@functools.cache
 def _package_versions() -> dict[str, str]:
-    """Every installed distribution (name -> version, sorted): what `pip freeze` would pin."""
+    """Every installed distribution (name -> version, sorted): what `pip freeze` would pin.
+    Read once a process (about 80 ms)."""
     versions = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]
@@ -119,13 +122,15 @@ def environment_manifest(backend=None) -> dict:
     if gpus:
         manifest["gpus"] = gpus
     if backend is not None:
-        manifest["backend"] = {
-            "name": backend.name,
-            "dtype": backend.dtype_name,
-            "device": backend.device,
-        }
-        manifest.update(backend_extra(backend))
+        manifest.update(backend_manifest(backend))
     return manifest
+
+
+def backend_manifest(backend) -> dict:
+    """The part of the manifest only the process that trained can tell: its backend, the
+    BLAS it ran with (thread limits included) and, on CuPy, the GPU and CUDA versions."""
+    described = {"name": backend.name, "dtype": backend.dtype_name, "device": backend.device}
+    return {"backend": described, "blas": _blas(), **backend_extra(backend)}
 
 
 def backend_extra(backend) -> dict:

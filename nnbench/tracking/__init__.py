@@ -33,10 +33,10 @@ def experiment_name(configured: str | None, choices: dict) -> str:
     return "nnbench"
 
 
-def start_run(*, uri, experiment, run_name, params, tags, parent=None) -> RunRecorder:
-    """Create the run (in ``parent``'s experiment when given) with its params and tags."""
-
-    client = store.client(uri)
+def start_run(*, uri, experiment, run_name, params, tags, parent=None, client=None):
+    """Create the run (in ``parent``'s experiment when given) with its params and tags, in
+    this process; ``client`` is an open MlflowClient for ``uri``, else one is opened."""
+    client = client or store.client(uri)
     if parent is not None:
         experiment_id, parent_run_id = parent["experiment_id"], parent["parent_run_id"]
     else:

@@ -1,5 +1,11 @@
-"""Everything a finished run leaves behind, written to a folder and logged in one call:
-resolved config, Hydra's .hydra/ folder, curves, decision boundary, weights, manifest."""
+"""Everything a finished run leaves behind, gathered in a folder and logged in one call.
+
+The training process writes what only it has (resolved config, Hydra's .hydra/ folder, the
+weights, the numbers behind the decision boundary, its backend); `finish_artifacts`, run by
+whoever logs the folder (the tracking agent, or this process for an in-process recorder),
+adds what takes MLflow's or matplotlib's time: the curves, the decision-boundary picture and
+the environment manifest.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +14,58 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nnbench.manifest import environment_manifest
+import numpy as np
+
+from nnbench.manifest import backend_manifest, environment_manifest
 from nnbench.tracking import plots
 from nnbench.tracking.params import OVERFLOW_ARTIFACT
 from nnbench.weights import save_weights
 
+BOUNDARY_FILE = ".boundary.npz"  # plots.boundary_grid's arrays; drawn, then removed
 
-def write_run_artifacts(folder: Path, *, config_yaml, hydra_dir, overflow, run, title) -> None:
-    """Fill ``folder`` with the run's artifacts (``run`` is what cli.train returns)."""
+
+def write_run_artifacts(folder: Path, *, config_yaml, hydra_dir, overflow, run) -> None:
+    """Fill ``folder`` with the training process's artifacts (``run`` is what cli.train
+    returns)."""
     (folder / "config.yaml").write_text(config_yaml)
     if hydra_dir is not None and Path(hydra_dir).is_dir():
         shutil.copytree(hydra_dir, folder / ".hydra")
     if overflow:
         (folder / OVERFLOW_ARTIFACT).write_text(json.dumps(overflow, indent=1))
     model, data = run["model"], run["data"]
-    (folder / "environment.json").write_text(
-        json.dumps(environment_manifest(model.backend), indent=1, default=str)
-    )
     save_weights(folder / "weights.npz", model.state_dict())
-    plots.learning_curves(run["result"].history, folder / "curves.png", title)
     if run["result"].outcome == "completed":
-        plots.decision_boundary(
-            model, data.x_test, data.y_test, folder / "decision_boundary.png", title
+        grid = plots.boundary_grid(model, data.x_test, data.y_test)
+        if grid is not None:
+            np.savez(folder / BOUNDARY_FILE, **grid)
+
+
+def finish_artifacts(folder: Path, *, history: list, title: str, backend: dict) -> None:
+    """Add the curves, the decision boundary (from `BOUNDARY_FILE`) and the environment
+    manifest (``backend`` is `backend_manifest` from the training process)."""
+    manifest = {**environment_manifest(), **backend}
+    (folder / "environment.json").write_text(json.dumps(manifest, indent=1, default=str))
+    plots.learning_curves(history, folder / "curves.png", title)
+    boundary = folder / BOUNDARY_FILE
+    if boundary.exists():
+        with np.load(boundary, allow_pickle=False) as grid:
+            arrays = {k: grid[k] for k in grid.files}
+        plots.draw_decision_boundary(**arrays, path=folder / "decision_boundary.png", title=title)
+        boundary.unlink()
+
+
+def log_run_artifacts(recorder, *, run, title, **kwargs) -> None:
+    """Write the artifacts to a new folder and hand it to ``recorder``, which logs it and
+    deletes it."""
+    folder = Path(tempfile.mkdtemp(prefix="nnbench-artifacts-"))
+    try:
+        write_run_artifacts(folder, run=run, **kwargs)
+        recorder.log_artifacts(
+            folder,
+            history=run["result"].history,
+            title=title,
+            backend=backend_manifest(run["model"].backend),
         )
-
-
-def log_run_artifacts(recorder, **kwargs) -> None:
-    with tempfile.TemporaryDirectory(prefix="nnbench-artifacts-") as tmp:
-        write_run_artifacts(Path(tmp), **kwargs)
-        recorder.client.log_artifacts(recorder.run_id, tmp)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise

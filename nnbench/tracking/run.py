@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
+from pathlib import Path
 
 OUTCOME_TAG = "nnbench.outcome"
 ERROR_TAG = "nnbench.error"
@@ -44,11 +46,13 @@ class RunRecorder:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self._pending.append(Metric(key, float(value), stamp, step))
+        self.queue([Metric(k, v, stamp, step) for k, v in finite(metrics).items()])
         if time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
+
+    def queue(self, metrics: list) -> None:
+        """Queue MLflow ``Metric`` entities for the next `flush`."""
+        self._pending.extend(metrics)
 
     def log_epoch(self, record: dict) -> None:
         """`fit`'s per-epoch record as metrics at step = epoch."""
@@ -67,6 +71,16 @@ class RunRecorder:
         if items:
             self.client.log_batch(self.run_id, tags=items)
 
+    def log_artifacts(self, folder, *, history: list, title: str, backend: dict) -> None:
+        """Complete ``folder`` (`finish_artifacts`), log it, and delete it."""
+        from nnbench.tracking.artifacts import finish_artifacts
+
+        try:
+            finish_artifacts(Path(folder), history=history, title=title, backend=backend)
+            self.client.log_artifacts(self.run_id, str(folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status=status)
 
@@ -78,11 +92,11 @@ def ended_on_error(recorder: RunRecorder):
     try:
         yield recorder
     except KeyboardInterrupt:
-        _close(recorder, "KILLED", {OUTCOME_TAG: "interrupted"})
+        close(recorder, "KILLED", {OUTCOME_TAG: "interrupted"})
         raise
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
-        _close(recorder, "FAILED", {OUTCOME_TAG: "failed", ERROR_TAG: message})
+        close(recorder, "FAILED", {OUTCOME_TAG: "failed", ERROR_TAG: message})
         raise
 
 
@@ -95,7 +109,16 @@ def recording(recorder: RunRecorder):
     recorder.end("FINISHED")
 
 
-def _close(recorder: RunRecorder, status: str, tags: dict) -> None:
+def finite(metrics: dict) -> dict[str, float]:
+    """The finite numbers of ``metrics`` as floats: NaN and infinities are not results."""
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and math.isfinite(value)
+    }
+
+
+def close(recorder, status: str, tags: dict) -> None:
     """Best effort: keep what was logged, mark how it ended."""
     try:
         recorder.flush()

@@ -43,11 +43,13 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def artifact_location(uri: str, outputs: Path = DEFAULT_OUTPUTS) -> str | None:
-    """Artifacts of a local store go under outputs/mlartifacts; a server decides its own."""
-    if is_server(uri):
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store go beside it, in ``mlartifacts/`` (the default store's
+    are under outputs/mlartifacts); a server, or another database, decides its own."""
+    path = sqlite_path(uri)
+    if path is None:
         return None
-    return (Path(outputs).resolve() / "mlartifacts").as_uri()
+    return (path.resolve().parent / "mlartifacts").as_uri()
 
 
 @contextlib.contextmanager
@@ -61,7 +63,7 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs -> /abs; sqlite:///rel -> rel
@@ -92,7 +94,7 @@ def client(uri: str):
     if is_server(uri):
         check_server(uri)
         return MlflowClient(tracking_uri=uri)
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is None:
         return MlflowClient(tracking_uri=uri)
     with _locked(path.with_name(path.name + ".lock")):
@@ -101,7 +103,7 @@ def client(uri: str):
     return mlflow_client
 
 
-def experiment_id(mlflow_client, name: str, uri: str, outputs: Path = DEFAULT_OUTPUTS) -> str:
+def experiment_id(mlflow_client, name: str, uri: str) -> str:
     """The id of experiment ``name``, created (safely against a concurrent creator) if new."""
     from mlflow.exceptions import MlflowException
 
@@ -109,7 +111,7 @@ def experiment_id(mlflow_client, name: str, uri: str, outputs: Path = DEFAULT_OU
     if found is not None:
         return found.experiment_id
     try:
-        return mlflow_client.create_experiment(name, artifact_location(uri, outputs))
+        return mlflow_client.create_experiment(name, artifact_location(uri))
     except MlflowException:
         found = mlflow_client.get_experiment_by_name(name)
         if found is None:

@@ -1,0 +1,190 @@
+"""The tracking agent: a companion process that does all of a run's MLflow work.
+
+``python -m nnbench.tracking.agent`` reads one JSON command a line on stdin and answers the
+few that need an answer on stdout. The training process never imports MLflow or matplotlib:
+their import (about 1.5 s), opening the store (0.7 s, seconds for a fresh one) and drawing
+the plots happen here, on another core, while the training process starts up and trains.
+
+Commands (``op``) and answers:
+
+- ``warm {uri}``: import MLflow and matplotlib and open the store, ahead of any run.
+- ``start {uri, experiment, run_name, params, tags, parent}`` -> ``started {run_id}``.
+- ``metrics {metrics: [[key, value, step, timestamp_ms], ...]}``: one ``log_batch``.
+- ``tags {tags}``.
+- ``artifacts {folder, history, title, backend}``: complete the folder the training
+  process wrote (curves, decision boundary, environment manifest: `finish_artifacts`), log
+  it, delete it.
+- ``end {status}`` -> ``ended``.
+
+A failing command answers ``error {unavailable, message}``; after it the run still takes
+metrics and tags, as far as the store does, and ``end`` ends it FAILED with that error.
+When stdin closes with a run still open (the training process died, even by SIGKILL), the
+run is ended KILLED with outcome ``interrupted``: no run is left RUNNING.
+Ctrl-C reaches only the training process (this one ignores SIGINT and has its own session),
+which ends the run itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import signal
+import sys
+import traceback
+
+from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG, close
+
+QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")
+
+
+class Agent:
+    """Executes the commands of one training process, one run at a time."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.clients: dict = {}
+        self.recorder = None
+        self.error: str | None = None  # the first failure of the open run
+
+    def client(self, uri: str):
+        """One client per store, opened (and the store created or checked) once."""
+        if uri not in self.clients:
+            from nnbench.tracking import store
+
+            self.clients[uri] = store.client(uri)
+        return self.clients[uri]
+
+    def handle(self, command: dict) -> None:
+        op = command.pop("op")
+        if op == "warm":
+            self.warm(**command)
+            return
+        if op == "start":
+            self.recorder, self.error = None, None
+        if op == "end":
+            self.end(**command)
+            return
+        try:
+            if self.error is None:
+                getattr(self, op)(**command)
+            elif self.recorder is not None and op in ("metrics", "tags"):
+                self.keep(op, command)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.report(exc)
+
+    def keep(self, op: str, command: dict) -> None:
+        """After a failure, still record metrics and tags where the store takes them."""
+        try:
+            getattr(self, op)(**command)
+        except Exception:
+            pass
+
+    def report(self, exc: Exception) -> None:
+        from nnbench.errors import TrackingUnavailableError
+
+        if not isinstance(exc, TrackingUnavailableError):
+            traceback.print_exc(file=sys.stderr)
+        unavailable = isinstance(exc, TrackingUnavailableError)
+        message = str(exc) if unavailable else f"{type(exc).__name__}: {exc}"
+        self.answer({"op": "error", "unavailable": unavailable, "message": message})
+
+    def warm(self, uri: str) -> None:
+        """Open the store (if it exists), then do once what the first run's artifacts would
+        pay for: read the installed packages, load matplotlib's fonts. Best effort: a store
+        that cannot be opened is reported by ``start``, not here."""
+        from nnbench.tracking import store
+
+        try:
+            path = store.sqlite_path(uri)
+            if path is None or path.exists():
+                self.client(uri)
+            else:  # never create a store before a run asks for it (it may be tracking=none)
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+            from nnbench.manifest import environment_manifest
+            from nnbench.tracking.plots import learning_curves
+
+            environment_manifest()
+            learning_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
+        except Exception:
+            pass
+
+    def start(self, uri, experiment, run_name, params, tags, parent) -> None:
+        from nnbench import tracking
+
+        self.recorder = tracking.start_run(
+            uri=uri,
+            experiment=experiment,
+            run_name=run_name,
+            params=params,
+            tags=tags,
+            parent=parent,
+            client=self.client(parent["uri"] if parent else uri),
+        )
+        self.answer({"op": "started", "run_id": self.recorder.run_id})
+
+    def metrics(self, metrics: list) -> None:
+        from mlflow.entities import Metric
+
+        self.recorder.queue([Metric(k, v, stamp, step) for k, v, step, stamp in metrics])
+        self.recorder.flush()
+
+    def tags(self, tags: dict) -> None:
+        self.recorder.set_tags(tags)
+
+    def artifacts(self, folder: str, history: list, title: str, backend: dict) -> None:
+        self.recorder.log_artifacts(folder, history=history, title=title, backend=backend)
+
+    def end(self, status: str) -> None:
+        """End the open run (if it started) and answer ``ended``, whatever happened before.
+        A run whose recording failed here ends FAILED with the error, unless the training
+        process ended it otherwise (interrupted, failed itself)."""
+        recorder, self.recorder, error, self.error = self.recorder, None, self.error, None
+        try:
+            if recorder is not None and error is not None and status == "FINISHED":
+                close(recorder, "FAILED", {OUTCOME_TAG: "failed", ERROR_TAG: error})
+            elif recorder is not None:
+                recorder.flush()
+                recorder.end(status)
+        except Exception as exc:
+            self.report(exc)
+        self.answer({"op": "ended"})
+
+    def orphaned(self) -> None:
+        """stdin closed: the training process is gone; end an open run KILLED."""
+        if self.recorder is not None:
+            try:
+                close(self.recorder, "KILLED", {OUTCOME_TAG: "interrupted"})
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+            self.recorder = None
+
+
+def serve(lines, answer) -> None:
+    """Run the commands read from ``lines`` until they end."""
+    agent = Agent(answer)
+    try:
+        for line in lines:
+            if line.strip():
+                agent.handle(json.loads(line))
+    finally:
+        agent.orphaned()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    out = sys.stdout
+
+    def answer(message: dict) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the answers
+    serve(sys.stdin, answer)
+
+
+if __name__ == "__main__":
+    main()

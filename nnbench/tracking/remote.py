@@ -1,0 +1,239 @@
+"""The training process's side of the tracking agent (nnbench.tracking.agent).
+
+`AgentRecorder` has the recorder's interface (`log_epoch`, `log_metrics`, `set_tags`,
+`flush`, `end`, `run_id`) and turns each call into a command for the agent, which does the
+MLflow work in its own process. Sending a command costs microseconds; nothing here waits for
+the agent except `run_id` and `end`, so training never waits on MLflow, and the agent's
+start-up (importing MLflow, opening the store) overlaps the training process's own.
+
+One agent serves a process (a multirun's jobs in one process share it); `prestart` starts it
+as early as possible, before the config is even composed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from nnbench.errors import TrackingUnavailableError
+from nnbench.tracking.run import FLUSH_INTERVAL_S, finite
+from nnbench.tracking.store import resolve_uri
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class TrackingError(RuntimeError):
+    """The tracking agent failed on something other than an unreachable store."""
+
+
+class AgentStopped(TrackingError):
+    """The tracking agent is gone: nothing more can be recorded."""
+
+
+class AgentProcess:
+    """A running agent: commands go to its stdin as JSON lines, answers come back the same
+    way. Answers are read unbuffered, so that a poll never misses one already received."""
+
+    def __init__(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nnbench.tracking.agent"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # Ctrl-C goes to the training process, which ends the run
+        )
+        self.pid = os.getpid()
+        self._buffer = b""
+        self._answers: deque = deque()
+
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.proc.poll() is None
+
+    def send(self, op: str, **fields) -> None:
+        try:
+            self.proc.stdin.write(json.dumps({"op": op, **fields}).encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise self.stopped() from exc
+
+    def poll(self) -> dict | None:
+        """The next answer if one has arrived, without waiting."""
+        return self._next(wait=False)
+
+    def wait(self) -> dict:
+        """The next answer, waiting for it."""
+        return self._next(wait=True)
+
+    def _next(self, wait: bool) -> dict | None:
+        fd = self.proc.stdout.fileno()
+        while not self._answers:
+            if not wait and not select.select([fd], [], [], 0)[0]:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise self.stopped()
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            self._answers.extend(json.loads(line) for line in lines if line.strip())
+        return self._answers.popleft()
+
+    def stopped(self) -> AgentStopped:
+        code = self.proc.poll()
+        return AgentStopped(
+            f"the tracking agent (python -m nnbench.tracking.agent) stopped"
+            f"{'' if code is None else f' with exit code {code}'}; its errors are above"
+        )
+
+    def close(self) -> None:
+        """Close its stdin: it ends an open run KILLED, then exits."""
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+
+_agent: AgentProcess | None = None
+
+
+def agent() -> AgentProcess:
+    """This process's agent, started if there is none (or it died, or we were forked)."""
+    global _agent
+    if _agent is None or not _agent.alive():
+        _agent = AgentProcess()
+    return _agent
+
+
+def prestart(uri: str) -> None:
+    """Start the agent now and have it import MLflow and open ``uri`` while we start up."""
+    agent().send("warm", uri=uri)
+
+
+class AgentRecorder:
+    """A run recorded by the agent. Metrics are buffered here and sent in one command at
+    most every ``flush_interval`` seconds; an error the agent reports is raised at the next
+    call (once)."""
+
+    def __init__(self, process: AgentProcess, flush_interval: float = FLUSH_INTERVAL_S):
+        self.process = process
+        self.flush_interval = flush_interval
+        self._pending: list = []
+        self._last_flush = time.monotonic()
+        self._run_id: str | None = None
+        self._ended = False
+
+    @classmethod
+    def start(cls, *, uri, experiment, run_name, params, tags, parent=None):
+        recorder = cls(agent())
+        recorder.process.send(
+            "start",
+            uri=uri,
+            experiment=experiment,
+            run_name=run_name,
+            params=params,
+            tags=tags,
+            parent=parent,
+        )
+        return recorder
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (waits for the agent to have created the run)."""
+        while self._run_id is None:
+            self._take(self.process.wait())
+        return self._run_id
+
+    def _take(self, answer: dict) -> dict:
+        if answer["op"] == "started":
+            self._run_id = answer["run_id"]
+        elif answer["op"] == "error":
+            unavailable = answer["unavailable"]
+            raise (TrackingUnavailableError if unavailable else TrackingError)(answer["message"])
+        return answer
+
+    def _check(self) -> None:
+        """Raise an error the agent has reported since the last call."""
+        while (answer := self.process.poll()) is not None:
+            self._take(answer)
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """Queue finite metrics for ``step``; a non-finite value is never logged as a number."""
+        stamp = int(time.time() * 1000)
+        self._pending.extend([k, v, step, stamp] for k, v in finite(metrics).items())
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def log_epoch(self, record: dict) -> None:
+        """`fit`'s per-epoch record as metrics at step = epoch."""
+        self.log_metrics({k: v for k, v in record.items() if k != "epoch"}, record["epoch"])
+
+    def flush(self) -> None:
+        self._check()
+        if self._pending:
+            metrics, self._pending = self._pending, []
+            self.process.send("metrics", metrics=metrics)
+        self._last_flush = time.monotonic()
+
+    def set_tags(self, tags: dict) -> None:
+        self._check()
+        self.process.send("tags", tags={k: str(v)[:8000] for k, v in tags.items()})
+
+    def log_artifacts(self, folder: Path, *, history: list, title: str, backend: dict) -> None:
+        """Hand ``folder`` over to the agent, which adds its own artifacts, logs it and
+        deletes it (after the metrics sent so far)."""
+        self.flush()
+        self.process.send(
+            "artifacts", folder=str(folder), history=history, title=title, backend=backend
+        )
+
+    def end(self, status: str) -> None:
+        """Send what is pending, end the run, and wait until the agent has done all of it;
+        raise the first error it reported that was not raised yet."""
+        if self._ended:
+            return
+        self._ended = True
+        pending, self._pending = self._pending, []
+        if pending:
+            self.process.send("metrics", metrics=pending)
+        self.process.send("end", status=status)
+        error = None
+        while True:
+            try:
+                if self._take(self.process.wait())["op"] == "ended":
+                    break
+            except AgentStopped:
+                raise
+            except (TrackingError, TrackingUnavailableError) as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+def planned_store(argv: list[str]) -> str | None:
+    """The store a single run with these command-line arguments records to, or None when it
+    may record nothing in this process (tracking=none, a sweep, a Hydra flag such as --cfg
+    or --multirun). A guess made before the config is composed: a wrong one costs only an
+    idle agent."""
+    uri = None
+    for arg in argv:
+        if arg.startswith("-"):
+            return None
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if (key, value) == ("tracking", "none") or key in ("sweep", "hydra.mode"):
+            return None
+        if key == "tracking.uri":
+            uri = value
+    return resolve_uri(uri or None)
+
+
+def prestart_for(argv: list[str]) -> None:
+    """`prestart` the agent when these arguments make a tracked single run."""
+    uri = planned_store(argv)
+    if uri is not None:
+        prestart(uri)
