@@ -215,17 +215,17 @@ class AgentRecorder:
 
 
 def planned_store(argv: list[str]) -> str | None:
-    """The store a single run with these command-line arguments records to, or None when it
-    may record nothing in this process (tracking=none, a sweep, a Hydra flag such as --cfg
-    or --multirun). A guess made before the config is composed: a wrong one costs only an
-    idle agent."""
+    """The store a single training run with these command-line arguments records to, or
+    None when it may record nothing through the agent (tracking=none, a sweep, a benchmark,
+    a Hydra flag such as --cfg or --multirun). A guess made before the config is composed:
+    a wrong one costs only an idle agent."""
     uri = None
     for arg in argv:
         if arg.startswith("-"):
             return None
         key, _, value = arg.partition("=")
         key = key.lstrip("+~")
-        if (key, value) == ("tracking", "none") or key in ("sweep", "hydra.mode"):
+        if (key, value) == ("tracking", "none") or key in ("sweep", "bench", "hydra.mode"):
             return None
         if key == "tracking.uri":
             uri = value

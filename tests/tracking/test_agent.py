@@ -104,6 +104,7 @@ def test_metrics_are_batched_and_nonfinite_values_dropped(tmp_path):
         (["tracking.uri=http://127.0.0.1:5000"], "http://127.0.0.1:5000"),
         (["tracking=none"], None),
         (["+sweep=lr"], None),
+        (["+bench=default"], None),
         (["--multirun", "optimizer.lr=0.1,0.01"], None),
         (["--cfg", "job"], None),
         (["hydra.mode=MULTIRUN"], None),
