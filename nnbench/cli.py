@@ -15,6 +15,7 @@ import nnbench as nb
 from nnbench import config as schema
 from nnbench import tracking
 from nnbench.backend import devices
+from nnbench.bench.job import run_bench_job
 from nnbench.data import load_dataset
 from nnbench.interrupt import sigterm_as_interrupt
 from nnbench.job import format_metrics, job_info, job_line, objective, skipped_line
@@ -277,6 +278,9 @@ def _hydra_main(cfg: DictConfig) -> float:
         schema.check(cfg)
         prepare_tracking(cfg, job)
         done = earlier_run(cfg, job)
+        if done is None and cfg.bench is not None:  # a benchmark job instead of training
+            tracked = OmegaConf.to_container(cfg.tracking, resolve=True)
+            return run_bench_job(OmegaConf.to_container(cfg.bench), cfg.seed, tracked, job)
         if done is None:
             run = train(cfg, job)
     if done is not None:  # resumed sweep: the earlier run stands for this job

@@ -13,6 +13,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from nnbench.backend import ACTIVATIONS, DTYPES
+from nnbench.bench.measure import FRAMEWORKS as BENCH_FRAMEWORKS
+from nnbench.bench.measure import OPTIMIZERS as BENCH_OPTIMIZERS
 from nnbench.errors import invalid
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -92,6 +94,24 @@ class TrackingConfig:
 
 
 @dataclass
+class BenchConfig:
+    """A benchmark job instead of training (+bench=default, +sweep=backend_vs_reference):
+    one framework timed on one synthetic batch, in a process of its own (nnbench.bench.job)."""
+
+    # nnbench-numpy | nnbench-cupy | torch-cpu | torch-cuda | sklearn
+    framework: str = "nnbench-numpy"
+    model: str = "784-256-256-10"  # layer widths in-...-out; ReLU, softmax cross-entropy, float32
+    batch_size: int = 256  # rows per step, >= 1
+    optimizer: str = "sgd"  # sgd | adam (every framework has both)
+    lr: float | None = None  # > 0; null: 0.01 for sgd, 0.001 for adam, in every framework
+    threads: int | None = None  # BLAS/OpenMP threads of the job's process; null: the default
+    samples: int = 7  # timed samples, >= 1 (7 or more for a figure worth quoting)
+    warmup: int = 5  # untimed steps first, >= 0
+    min_sample_s: float = 0.05  # seconds each sample lasts at least, >= 0
+    floor: bool = True  # also time the GEMM-only floor (nnbench frameworks)
+
+
+@dataclass
 class Config:
     seed: int = 0  # fixes weights, data split, shuffling and dropout masks
     backend: BackendConfig = field(default_factory=BackendConfig)
@@ -100,6 +120,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    bench: BenchConfig | None = None  # set: run a benchmark job, not training
 
 
 def register() -> None:
@@ -155,6 +176,22 @@ CHOICES = [
 ]
 
 
+# A benchmark job's keys, checked when the config has a bench section.
+BENCH_RANGES = [
+    ("bench.batch_size", _at_least_one, "must be >= 1"),
+    ("bench.lr", _positive, "must be > 0, or null for the default"),
+    ("bench.threads", _at_least_one, "must be >= 1, or null for the default"),
+    ("bench.samples", _at_least_one, "must be >= 1"),
+    ("bench.warmup", _non_negative, "must be >= 0"),
+    ("bench.min_sample_s", _non_negative, "must be >= 0"),
+]
+
+BENCH_CHOICES = [
+    ("bench.framework", tuple(BENCH_FRAMEWORKS)),
+    ("bench.optimizer", BENCH_OPTIMIZERS),
+]
+
+
 def _get(cfg: Any, dotted: str):
     for part in dotted.split("."):
         cfg = cfg[part]
@@ -189,3 +226,24 @@ def check(cfg: Any) -> None:
             cfg.dataset.val_fraction + cfg.dataset.test_fraction,
             "must leave data to train on (< 1)",
         )
+    if cfg.get("bench") is not None:
+        check_bench(cfg)
+
+
+def check_bench(cfg: Any) -> None:
+    """The bench section: its choices and ranges, and layer widths that parse."""
+    from nnbench.bench.flops import parse_sizes
+
+    for key, allowed in BENCH_CHOICES:
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise invalid(key, value, "allowed: " + ", ".join(allowed))
+    for key, ok, allowed in BENCH_RANGES:
+        value = _get(cfg, key)
+        if value is not None and not ok(value):
+            raise invalid(key, value, allowed)
+    try:
+        parse_sizes(cfg.bench.model)
+    except ValueError:
+        allowed = "expected two or more widths >= 1 joined by '-', e.g. 784-256-256-10"
+        raise invalid("bench.model", cfg.bench.model, allowed) from None

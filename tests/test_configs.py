@@ -26,8 +26,18 @@ from nnbench import cli, config
 from nnbench.data.registry import DATASETS, dataset_options
 
 CONF = Path(config.__file__).parent / "conf"
-GROUPS = ("backend", "dataset", "model", "optimizer", "trainer", "tracking", "sweep", "experiment")
-APPENDED = ("sweep", "experiment")  # not in the defaults list: selected with +group=option
+GROUPS = (
+    "backend",
+    "dataset",
+    "model",
+    "optimizer",
+    "trainer",
+    "tracking",
+    "sweep",
+    "experiment",
+    "bench",
+)
+APPENDED = ("sweep", "experiment", "bench")  # not in the defaults list: +group=option
 SPLIT_KEYS = ("name", "val_fraction", "test_fraction")  # dataset keys that are not options
 
 

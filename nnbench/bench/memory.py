@@ -12,10 +12,31 @@ MB = 1024 * 1024
 
 
 def peak_host_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (``getrusage``'s ru_maxrss,
-    which Linux reports in KiB and macOS in bytes)."""
+    """Peak resident set size of this process's own address space so far, in MiB.
+
+    Where /proc exists (Linux), the ``VmHWM`` line of /proc/self/status (in kB). Not
+    ``getrusage``'s ru_maxrss there: Linux keeps it across fork and exec, so a process
+    started by one with a larger peak (a benchmark worker started by a Hydra job with
+    MLflow loaded) would report its parent's peak, not its own. Elsewhere ru_maxrss, which
+    macOS reports in bytes and the BSDs in KiB.
+    """
+    peak_kb = _proc_status_kb("VmHWM")
+    if peak_kb is not None:
+        return peak_kb / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MB if sys.platform == "darwin" else peak / 1024
+
+
+def _proc_status_kb(field: str, path: str = "/proc/self/status") -> int | None:
+    """The ``<field>:  <n> kB`` value of /proc/self/status, None where there is none."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def traced_peak_bytes(fn: Callable[[], object], repeats: int = 1) -> int:

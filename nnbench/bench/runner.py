@@ -115,7 +115,7 @@ def benchmark(
         bench, be, samples=samples, warmup=warmup, min_sample_s=min_sample_s, clock=clock
     )
     result = dict.fromkeys(RESULT_KEYS)
-    result.update(_step_metrics(sizes, batch_size, timing))
+    result.update(step_metrics(sizes, batch_size, timing))
     result.update(
         model=format_sizes(sizes),
         batch_size=batch_size,
@@ -166,7 +166,10 @@ def benchmark(
     return result
 
 
-def _step_metrics(sizes, batch_size: int, timing: Timing) -> dict:
+def step_metrics(sizes, batch_size: int, timing: Timing) -> dict:
+    """The step's timing as result keys: median, spread and fastest step in ms, and from the
+    median t (seconds) ``samples_per_s = batch_size / t`` and ``gflops = F / t / 1e9``, where
+    F is the forward and backward FLOPs of one step (`nnbench.bench.flops.mlp_flops`)."""
     flops = mlp_flops(sizes, batch_size)["total"]
     median_s = timing.median_ms / 1e3
     return {

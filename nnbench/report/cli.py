@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nnbench.errors import TrackingUnavailableError, invalid
 from nnbench.report import runs
-from nnbench.report.summary import DEFAULT_METRIC, Comparison, slug, write_report
+from nnbench.report.summary import Comparison, slug, write_report
 from nnbench.report.table import metric_columns, terminal
 
 PROG = "nnbench-report"
@@ -51,9 +51,8 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--sweep", metavar="PARENT_RUN_ID", help="the child runs of this sweep")
     p.add_argument(
         "--metric",
-        default=DEFAULT_METRIC,
-        help="rank by this final metric "
-        "(default: %(default)s; accuracy-like metrics rank highest first)",
+        help=f"rank by this final metric (default: {runs.TRAINING_METRIC}, for benchmark runs "
+        f"{runs.BENCH_METRIC}; accuracy-like metrics rank highest first)",
     )
     order = p.add_mutually_exclusive_group()
     order.add_argument(
@@ -191,15 +190,16 @@ def report(args) -> None:
     uri = store_uri(args.uri)
     client = open_store(uri)
     chosen = select(client, args, uri)
-    check_metric(chosen.rows, args.metric)
-    comparison = Comparison.build(chosen.rows, args.metric, chosen.title, args.descending)
+    metric = args.metric or runs.default_metric(chosen.rows)
+    check_metric(chosen.rows, metric)
+    comparison = Comparison.build(chosen.rows, metric, chosen.title, args.descending)
     shown = dataclasses.replace(comparison, rows=comparison.rows[: args.limit])
     curve_key = runs.curve_metric(shown.rows)
     runs.load_curves(client, shown.rows, curve_key)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in runs.outcome_counts(chosen.rows).items())
     print(f"{chosen.title}: {len(chosen.rows)} runs ({counts})")
-    print(f"sorted by final {args.metric}, {comparison.order_text()}; unfinished runs last\n")
-    print(terminal(shown.rows, shown.params, metric_columns(shown.rows, args.metric)))
+    print(f"sorted by final {metric}, {comparison.order_text()}; unfinished runs last\n")
+    print(terminal(shown.rows, shown.params, metric_columns(shown.rows, metric)))
     out = args.out or REPORTS / slug(chosen.name)
     written = write_report(shown, out, curve_key)
     print(f"\nwritten to {out}: {', '.join(p.name for p in written)}")

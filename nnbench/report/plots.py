@@ -75,7 +75,7 @@ def curves(rows: list[RunRow], params: list[str], key: str, path: Path, title: s
             ax.plot(steps, values, marker=".", color=color, label=text + suffix)
             continue
         ax.plot(steps, values, marker=".", color=color)
-        at = row.diverged_epoch or row.epochs + 1
+        at = row.diverged_epoch or (row.epochs or 0) + 1
         _mark_top(ax, at, "x", color, f"{text} ({row.note()})", size=10, width=2.5)
     finite = [v for row in rows for _, v in row.curve]
     if finite and min(finite) > 0:

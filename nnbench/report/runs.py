@@ -3,7 +3,8 @@
 A row holds what the record of a run (DESIGN.md, "MLflow record of a run") says: its
 params, its final metrics, its outcome. Only completed runs are ranked by the metric;
 interrupted, diverged, failed and still-running runs always come after them, whatever
-numbers they carry.
+numbers they carry (a benchmark of a framework that cannot run here is a failed run,
+its reason the error: nnbench.bench.job).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ ROLE_TAG = "nnbench.role"
 PARENT_TAG = "mlflow.parentRunId"
 DIVERGED_TAG = "nnbench.diverged_at"
 OVERRIDES_TAG = "nnbench.overrides"
+EPOCHS_PARAM = "trainer.epochs"  # a run with it trains by epochs
 # A run whose outcome tag is missing (recorded by something else) is judged by its status.
 STATUS_OUTCOME = {
     "FINISHED": "completed",
@@ -30,7 +32,9 @@ STATUS_OUTCOME = {
 # Where unranked runs go, in this order, after every ranked one.
 UNRANKED_ORDER = ("completed", "interrupted", "running", "failed", "diverged")
 # Metrics where more is better (names matched on their last part): the rest are minimized.
-HIGHER_IS_BETTER = re.compile(r"acc|auc|f1|precision|recall|r2|throughput|samples_per_s")
+HIGHER_IS_BETTER = re.compile(r"acc|auc|f1|precision|recall|r2|throughput|samples_per_s|gflops")
+# What a report ranks by when not told: training runs by val/loss, benchmarks by step time.
+TRAINING_METRIC, BENCH_METRIC = "val/loss", "bench/step_ms_median"
 PAGE = 1000
 
 
@@ -69,9 +73,13 @@ class RunRow:
         )
 
     @property
-    def epochs(self) -> int:
-        """Epochs completed (and logged): the last step of the curve."""
-        return max((step for step, _ in self.curve), default=0)
+    def epochs(self) -> int | None:
+        """Epochs completed (and logged): the last step of the curve, 0 for a training run
+        that ended in its first epoch; None for a run with no epoch metrics, one that does
+        not train by epochs (a benchmark run: no ``trainer.epochs`` param)."""
+        if self.curve:
+            return max(step for step, _ in self.curve)
+        return 0 if EPOCHS_PARAM in self.params else None
 
     @property
     def diverged_epoch(self) -> int | None:
@@ -190,6 +198,14 @@ def load_curves(client, rows: list[RunRow], metric: str) -> None:
         history = client.get_metric_history(row.run_id, metric)
         by_step = {m.step: m.value for m in history if math.isfinite(m.value)}
         row.curve = sorted(by_step.items())
+
+
+def default_metric(rows: list[RunRow]) -> str:
+    """``val/loss``; ``bench/step_ms_median`` for benchmark runs (none has val/loss)."""
+    present = available_metrics(rows)
+    if TRAINING_METRIC not in present and BENCH_METRIC in present:
+        return BENCH_METRIC
+    return TRAINING_METRIC
 
 
 def curve_metric(rows: list[RunRow]) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from nnbench.report import plots, runs, table
 
-DEFAULT_METRIC = "val/loss"
 SUMMARY_ARTIFACTS = "summary"
 
 
@@ -45,16 +44,17 @@ def slug(text: str) -> str:
 
 
 def write_report(comparison: Comparison, folder: Path, curve_key: str) -> list[Path]:
-    """runs.csv, runs.md, <curve_key>_curves.png and final_<metric>.png in ``folder``."""
+    """runs.csv, runs.md, <curve_key>_curves.png (unless no run has a curve, as in a
+    benchmark sweep) and final_<metric>.png in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     c = comparison
     metrics = table.metric_columns(c.rows, c.metric)
     heading = f"# {c.title}\n\nSorted by final `{c.metric}` ({c.order_text()}).\n\n"
     (folder / "runs.md").write_text(heading + table.markdown(c.rows, c.params, metrics))
     written = [folder / "runs.md", table.write_csv(c.rows, c.params, folder / "runs.csv")]
-    written.append(
-        plots.curves(c.rows, c.params, curve_key, folder / f"{slug(curve_key)}_curves.png", c.title)
-    )
+    if any(row.curve for row in c.rows):
+        path = folder / f"{slug(curve_key)}_curves.png"
+        written.append(plots.curves(c.rows, c.params, curve_key, path, c.title))
     final = plots.metric_vs_params(
         c.rows, c.params, c.metric, folder / f"final_{slug(c.metric)}.png", c.title
     )
@@ -93,14 +93,16 @@ def log_summary(client, run_id: str, comparison: Comparison, step: int = 0) -> N
     )
 
 
-def log_sweep_summary(client, parent_run_id, sweep_dir, metric: str = DEFAULT_METRIC) -> None:
+def log_sweep_summary(client, parent_run_id, sweep_dir, metric: str | None = None) -> None:
     """Attach the comparison of the sweep's children to its parent run: the table and plots
     written under ``<sweep_dir>/summary/`` and logged as artifacts under ``summary``, and
-    summary metrics and tags (best value and run, runs per outcome) on the parent."""
+    summary metrics and tags (best value and run, runs per outcome) on the parent. The
+    children are ranked by ``metric``, by default `runs.default_metric`'s choice."""
     parent = client.get_run(parent_run_id)
     rows = runs.children(client, parent)
     if not rows:
         return
+    metric = metric or runs.default_metric(rows)
     title = f"sweep {parent.info.run_name or parent_run_id}"
     comparison = Comparison.build(rows, metric, title)
     curve_key = runs.curve_metric(rows)

@@ -1,7 +1,8 @@
 """The comparison table of ranked runs: aligned text for the terminal, Markdown, and CSV.
 
-Columns: rank, the swept params, outcome, epochs, then the key final metrics. A run whose
-numbers do not compare (diverged, failed, still running) shows why instead of numbers.
+Columns: rank, the swept params, outcome, epochs (``-`` for a run with no epoch metrics, as
+a benchmark run has none), then the key final metrics. A run whose numbers do not compare
+(diverged, failed, still running) shows why instead of numbers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,18 @@ from pathlib import Path
 
 from nnbench.report.runs import RunRow, available_metrics
 
-KEY_METRICS = ("val/loss", "val/acc", "test/mse", "test/acc")
+KEY_METRICS = (
+    "val/loss",
+    "val/acc",
+    "test/mse",
+    "test/acc",
+    # benchmark runs (nnbench.bench.job)
+    "bench/step_ms_median",
+    "bench/samples_per_s",
+    "bench/gflops",
+    "bench/step_over_floor",
+    "bench/peak_host_mb",
+)
 MAX_PARAM_COLUMNS = 6  # wider sweeps name the rest under the table
 GAP = "  "
 
@@ -37,7 +49,7 @@ def _cells(row: RunRow, params: list[str], metrics: list[str]) -> tuple[list[str
     """The fixed cells of a row, and either its metric cells or the note replacing them."""
     fixed = [str(row.rank) if row.rank is not None else "-"]
     fixed += [row.params.get(key, "") for key in params]
-    fixed += [row.outcome, str(row.epochs)]
+    fixed += [row.outcome, "-" if row.epochs is None else str(row.epochs)]
     note = row.note()
     values = [] if note else [number(row.metrics.get(m)) for m in metrics]
     return fixed + values, note
@@ -99,7 +111,7 @@ def write_csv(rows: list[RunRow], params: list[str], path: Path) -> Path:
                     row.run_id,
                     row.name,
                     row.outcome,
-                    row.epochs,
+                    "" if row.epochs is None else row.epochs,
                     row.diverged_at or "",
                     row.error or "",
                     *(row.params.get(key, "") for key in params),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 import nnbench as nb
 from nnbench.bench.env import blas_summary, environment
-from nnbench.bench.memory import device_mb, peak_host_mb, traced_peak_bytes
+from nnbench.bench.memory import _proc_status_kb, device_mb, peak_host_mb, traced_peak_bytes
 
 
 def test_traced_peak_sees_a_numpy_allocation():
@@ -25,6 +28,29 @@ def test_peak_host_memory_is_positive_and_monotone():
     assert first > 0
     np.ones(1 << 22).sum()
     assert peak_host_mb() >= first
+
+
+def test_peak_host_memory_is_the_process_own_not_its_parents():
+    """A child started after this process allocated 256 MiB reports its own, smaller peak
+    (getrusage's ru_maxrss on Linux would carry this process's peak into the child)."""
+    block = np.ones(32 << 20)  # 256 MiB, every page touched
+    parent = peak_host_mb()
+    del block
+    code = "from nnbench.bench.memory import peak_host_mb; print(peak_host_mb())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    child = float(out.stdout)
+    assert parent >= 256
+    assert 0 < child < parent - 128, (child, parent)
+
+
+def test_proc_status_field_is_read_in_kb_and_missing_is_none(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t  9000 kB\nVmHWM:\t   1234 kB\n")
+    assert _proc_status_kb("VmHWM", str(status)) == 1234
+    assert _proc_status_kb("VmSwap", str(status)) is None
+    assert _proc_status_kb("VmHWM", str(tmp_path / "absent")) is None
 
 
 def test_device_memory_is_none_on_the_cpu():
