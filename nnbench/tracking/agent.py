@@ -174,7 +174,10 @@ def serve(lines, answer) -> None:
 
 
 def main() -> None:
+    from nnbench.tracking.store import mlflow_defaults
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mlflow_defaults()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     out = sys.stdout

@@ -85,10 +85,16 @@ def check_server(uri: str) -> None:
     )
 
 
-def client(uri: str):
-    """An MlflowClient for ``uri``, with the store created (SQLite) or checked (server)."""
+def mlflow_defaults() -> None:
+    """`HTTP_DEFAULTS` in the environment, where not set already; before MLflow's import,
+    which reads its logging level then."""
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def client(uri: str):
+    """An MlflowClient for ``uri``, with the store created (SQLite) or checked (server)."""
+    mlflow_defaults()
     from mlflow.tracking import MlflowClient
 
     if is_server(uri):
