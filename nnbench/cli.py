@@ -75,7 +75,7 @@ def load(cfg: DictConfig, seed: int):
 def build(cfg: DictConfig) -> dict:
     """Dataset, backend, model, loss and optimizer, from a checked config."""
     data = load(cfg.dataset, cfg.seed)
-    backend = nb.get_backend(cfg.backend.name, cfg.backend.dtype)
+    backend = nb.get_backend(cfg.backend.name, cfg.backend.dtype, tf32=cfg.backend.tf32)
     model = nb.MLP(
         in_features=data.n_features,
         hidden=list(cfg.model.hidden),
@@ -115,6 +115,7 @@ def fit_and_test(cfg: DictConfig, parts: dict, on_epoch) -> dict:
         patience=cfg.trainer.patience,
         min_delta=cfg.trainer.min_delta,
         callback=on_epoch,
+        cuda_graph=cfg.trainer.cuda_graph,
     )
     final = dict(result.history[-1]) if result.history else {}
     if result.outcome == "completed":

@@ -25,6 +25,7 @@ BACKEND_CHOICES = ("numpy", "cupy", "auto")
 class BackendConfig:
     name: str = "numpy"  # numpy | cupy | auto
     dtype: str = "float32"  # float32 | float64
+    tf32: bool = False  # cupy: float32 products on TF32 tensor cores (10-bit mantissa)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TrainerConfig:
     patience: int | None = None  # early stopping on val/loss after this many flat epochs
     min_delta: float = 0.0  # smallest val/loss decrease that counts as progress
     progress: str = "auto"  # auto (a bar on a terminal) | bar | none
+    cuda_graph: bool = False  # cupy: replay each training step as a CUDA graph
 
 
 @dataclass
@@ -226,8 +228,26 @@ def check(cfg: Any) -> None:
             cfg.dataset.val_fraction + cfg.dataset.test_fraction,
             "must leave data to train on (< 1)",
         )
+    check_gpu_options(cfg)
     if cfg.get("bench") is not None:
         check_bench(cfg)
+
+
+# Options that only a GPU backend has; backend=auto may still fall back to numpy, and then
+# `nnbench.fit` refuses cuda_graph (TF32 is simply not used there).
+GPU_OPTIONS = [
+    ("trainer.cuda_graph", "CUDA graphs need backend=cupy"),
+    ("backend.tf32", "TF32 is a GPU format: it needs backend=cupy"),
+]
+
+
+def check_gpu_options(cfg: Any) -> None:
+    """``trainer.cuda_graph`` and ``backend.tf32`` with a CPU backend are mistakes."""
+    if cfg.backend.name in ("cupy", "auto"):
+        return
+    for key, why in GPU_OPTIONS:
+        if _get(cfg, key):
+            raise invalid(key, True, f"{why}; this run has backend={cfg.backend.name}")
 
 
 def check_bench(cfg: Any) -> None:

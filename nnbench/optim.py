@@ -3,6 +3,11 @@
 Each optimizer keeps its state in flat buffers shaped like ``model.params``, so one step is a
 handful of whole-buffer operations done by the backend (`Backend.sgd_step`,
 `Backend.adam_step`), whatever the number of layers.
+
+A step can also be *gated* on the device (``step(gate=...)``): the backend applies it only
+where a one-element device flag is 1, and Adam's step count then lives in device memory.
+That is how a training step captured as a CUDA graph skips the update after a non-finite
+loss without the host ever looking at the loss (`nnbench.fit` with ``cuda_graph=True``).
 """
 
 from __future__ import annotations
@@ -44,11 +49,25 @@ class Optimizer:
         # Two scratch buffers let the backend compute updates without allocating.
         self._scratch = (self.backend.empty(size), self.backend.empty(size))
 
-    def step(self) -> None:
-        self.step_count += 1
-        self._step(self.model.params, self.model.grads)
+    def step(self, gate=None) -> None:
+        """Update the parameters from the gradients. ``gate``: None (always update), or a
+        one-element float64 device buffer, 1 to update and 0 to leave everything as it is,
+        read on the device. Gated steps do not advance `step_count` (the host does not know
+        whether they applied): the caller adds the count of applied steps when it reads
+        them back, after calling `begin_gated_steps` before the first of a series."""
+        if gate is None:
+            self.step_count += 1
+            self._step(self.model.params, self.model.grads)
+        else:
+            self._gated_step(self.model.params, self.model.grads, gate)
+
+    def begin_gated_steps(self) -> None:
+        """Bring any step count kept on the device up to `step_count` (outside a graph)."""
 
     def _step(self, params, grads) -> None:
+        raise NotImplementedError
+
+    def _gated_step(self, params, grads, gate) -> None:
         raise NotImplementedError
 
 
@@ -83,7 +102,9 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.momentum_buffer = self.backend.zeros(model.params.shape) if self.momentum else None
 
-    def _step(self, params, grads):
+    def _step(self, params, grads, gate=None):
+        # Gated, the first-step rule b = g is left to the arithmetic: the buffer starts at
+        # zero, and mu * 0 + g is exactly g.
         self.backend.sgd_step(
             params,
             grads,
@@ -92,9 +113,13 @@ class SGD(Optimizer):
             momentum=self.momentum,
             nesterov=self.nesterov,
             weight_decay=self.weight_decay,
-            first=self.step_count == 1,
+            first=gate is None and self.step_count == 1,
             scratch=self._scratch,
+            gate=gate,
         )
+
+    def _gated_step(self, params, grads, gate):
+        self._step(params, grads, gate)
 
 
 class Adam(Optimizer):
@@ -141,8 +166,22 @@ class Adam(Optimizer):
         self.decoupled_weight_decay = bool(decoupled_weight_decay)
         self.exp_avg = self.backend.zeros(model.params.shape)
         self.exp_avg_sq = self.backend.zeros(model.params.shape)
+        self._device_count = None  # gated steps: steps applied so far, on the device
 
-    def _step(self, params, grads):
+    def begin_gated_steps(self) -> None:
+        xp = self.backend.xp
+        count = xp.asarray([float(self.step_count)], dtype=xp.float64)
+        if self._device_count is None:
+            self._device_count = count
+        else:  # the same buffer: a captured graph keeps reading it
+            self._device_count[...] = count
+
+    def _gated_step(self, params, grads, gate):
+        if self._device_count is None:
+            self.begin_gated_steps()
+        self._step(params, grads, self._device_count, gate)
+
+    def _step(self, params, grads, step=None, gate=None):
         self.backend.adam_step(
             params,
             grads,
@@ -154,8 +193,9 @@ class Adam(Optimizer):
             eps=self.eps,
             weight_decay=self.weight_decay,
             decoupled=self.decoupled_weight_decay,
-            step=self.step_count,
+            step=self.step_count if step is None else step,
             scratch=self._scratch,
+            gate=gate,
         )
 
 

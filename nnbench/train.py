@@ -168,6 +168,7 @@ def fit(
     patience: int | None = None,
     min_delta: float = 0.0,
     callback: Callable[[dict], None] | None = None,
+    cuda_graph=False,
 ) -> FitResult:
     """Train for up to ``epochs`` passes over ``train = (x, y)``.
 
@@ -178,6 +179,14 @@ def fit(
     ``throughput/samples_per_s``. With ``patience``, training stops once the monitored loss
     (``val/loss``, else ``train/loss``) has not improved by more than ``min_delta`` for that
     many epochs. The first non-finite training loss ends training with outcome "diverged".
+
+    ``cuda_graph=True`` (backend=cupy only) captures each training step as a CUDA graph
+    (`nnbench.backend.cuda_graph`): the step then keeps its loss, accuracy count and
+    divergence flag on the device, and the host reads them once per epoch. The results are
+    those of eager training, except that after a non-finite loss the remaining steps of the
+    epoch still run (with the update skipped on the device), so batch-norm statistics and
+    dropout draws move on before training stops. A capturer object may be passed instead of
+    True (`HostCapturer` runs the same bookkeeping on the CPU, for tests).
     """
     _check_positive("epochs", epochs)
     _check_positive("batch_size", batch_size)
@@ -190,13 +199,21 @@ def fit(
         validation = _checked_data(model, loss_fn, *validation)
     if getattr(model, "batchnorm", False):
         _check_batchnorm_batches(x.shape[0], batch_size)
+    graphed = None
+    if cuda_graph is not False and cuda_graph is not None:
+        from nnbench.graphed import graphed_training
+
+        graphed = graphed_training(model, loss_fn, optimizer, cuda_graph)
     rng = np.random.default_rng(seed)
     result = FitResult(outcome="completed", epochs=0)
     best = math.inf
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         with _quiet_divergence():
-            stats = _train_batches(model, loss_fn, optimizer, x, y, batch_size, rng)
+            if graphed is None:
+                stats = _train_batches(model, loss_fn, optimizer, x, y, batch_size, rng)
+            else:
+                stats = graphed.epoch(x, y, batch_size, rng)
         if stats.diverged_step is not None:
             result.outcome, result.diverged_at = "diverged", (epoch, stats.diverged_step)
             break

@@ -4,6 +4,7 @@
 
 ``numpy`` (CPU, the default), ``cupy`` (GPU), ``auto`` (CuPy when usable, else NumPy; it says
 which on stderr) and ``strict`` (the reference implementation on array-api-strict, for tests).
+``tf32=True`` lets a GPU backend run float32 products on TF32 tensor cores.
 """
 
 from __future__ import annotations
@@ -28,28 +29,28 @@ __all__ = [
 ]
 
 
-def _make_numpy(dtype):
+def _make_numpy(dtype, tf32):
     return NumpyBackend(dtype)
 
 
-def _make_strict(dtype):
+def _make_strict(dtype, tf32):
     from nnbench.backend.strict import StrictBackend
 
     return StrictBackend(dtype)
 
 
-def _make_cupy(dtype):
+def _make_cupy(dtype, tf32):
     from nnbench.backend.cupy_backend import CupyBackend
 
-    return CupyBackend(dtype)
+    return CupyBackend(dtype, tf32=tf32)
 
 
-def _make_auto(dtype):
+def _make_auto(dtype, tf32):
     try:
-        backend = _make_cupy(dtype)
+        backend = _make_cupy(dtype, tf32)
         reason = f"CuPy sees {backend.device}"
     except BackendUnavailableError as exc:
-        backend = _make_numpy(dtype)
+        backend = _make_numpy(dtype, tf32)
         reason = str(exc).removeprefix("backend=cupy: ").split(";")[0]
     print(f"nnbench: backend=auto picked {backend.name} ({reason})", file=sys.stderr)
     return backend
@@ -65,14 +66,17 @@ _FACTORIES = {
 }
 
 
-def get_backend(name: str = "numpy", dtype: str = "float32") -> Backend:
-    """A backend by name: one of BACKENDS, with dtype ``float32`` (default) or ``float64``."""
+def get_backend(name: str = "numpy", dtype: str = "float32", *, tf32: bool = False) -> Backend:
+    """A backend by name: one of BACKENDS, with dtype ``float32`` (default) or ``float64``.
+    ``tf32=True`` (cupy, or auto when it picks cupy) lets float32 products use TF32."""
     factory = _FACTORIES.get(name)
     if factory is None:
         raise invalid("backend", name, "allowed: " + ", ".join(BACKENDS))
     if dtype not in DTYPES:
         raise invalid("dtype", dtype, "allowed: " + ", ".join(DTYPES))
-    return factory(dtype)
+    if tf32 and name in ("numpy", "strict"):
+        raise invalid("tf32", True, f"TF32 is a GPU format: it needs backend=cupy, not {name}")
+    return factory(dtype, bool(tf32))
 
 
 _BY_ARRAY_TYPE: dict = {}

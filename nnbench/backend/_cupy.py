@@ -6,8 +6,8 @@ from __future__ import annotations
 from nnbench.errors import BackendUnavailableError
 
 INSTALL_HINT = (
-    "install CuPy with pip install 'nnbench[gpu]' (cupy-cuda12x) on a machine with an "
-    "NVIDIA GPU, or use backend=numpy"
+    "install CuPy with pip install 'nnbench[gpu]' (or cupy-cuda12x / cupy-cuda13x to match "
+    "the CUDA driver) on a machine with an NVIDIA GPU, or use backend=numpy"
 )
 
 

@@ -9,7 +9,10 @@ Conventions shared by every method:
 - Arrays are 2-D ``(batch, features)`` unless stated; vectors are ``(features,)``.
 - ``out`` arguments are preallocated buffers owned by the caller. The method writes its
   result there and returns it. ``out`` may alias an input only where the docstring says so.
-- Scalars that leave the device (losses, counts) are returned as Python numbers.
+- Scalars that leave the device (losses, counts) are returned as Python numbers, except
+  where a method takes a device buffer for them (``loss_out=``, ``out=``): it then writes
+  the value there, as float64, and returns the buffer without synchronizing with the host.
+  A training step captured as a CUDA graph uses these (see `record_step`).
 - The flat-buffer design relies on basic slicing and ``reshape`` returning views, which
   NumPy, CuPy and array-api-strict all do; ``tests/backend`` pins it.
 """
@@ -59,6 +62,10 @@ class Backend:
     def memory_in_use(self) -> int | None:
         """Bytes held by the backend's allocator, or None where nothing meaningful is known."""
         return None
+
+    def memory_stats(self) -> dict:
+        """The allocator's statistics in bytes or counts, by name (empty where it has none)."""
+        return {}
 
     # ------------------------------------------------------------------ arrays in and out
     def asarray(self, x, dtype=None):
@@ -130,9 +137,14 @@ class Backend:
         return self._store(self.asarray(rng.random(shape)), out)
 
     # ------------------------------------------------------------------ layers
-    def linear(self, x, weight, bias, out=None):
-        """y = x @ W.T + b, with W of shape (out_features, in_features)."""
-        return self._store(x @ weight.T + bias, out)
+    def linear(self, x, weight, bias, out=None, activation: str = "identity"):
+        """y = f(x @ W.T + b), with W of shape (out_features, in_features) and f one of
+        ACTIVATIONS (identity by default: the plain layer). A layer followed by its
+        activation can ask for both at once, which a GPU backend fuses into one kernel."""
+        y = x @ weight.T + bias
+        if activation != "identity":
+            y = self.activation(activation, y)
+        return self._store(y, out)
 
     def linear_backward(self, dout, x, weight, grad_weight, grad_bias, dx=None):
         """Gradients of y = x @ W.T + b.
@@ -235,12 +247,12 @@ class Backend:
         running[...] = (1.0 - momentum) * running + momentum * value
 
     # ------------------------------------------------------------------ losses
-    def cross_entropy(self, logits, labels, dlogits=None):
+    def cross_entropy(self, logits, labels, dlogits=None, loss_out=None):
         """Mean softmax cross-entropy of integer ``labels`` given ``logits`` (n, C).
 
         L = -1/n sum_i log softmax(z_i)[y_i], with log softmax(z) = z - m - log sum exp(z - m)
         and m = max(z) (so exp never overflows). dL/dz = (softmax(z) - onehot(y)) / n.
-        Returns (L as a float, dlogits).
+        Returns (L as a float, dlogits), or (``loss_out`` holding L, dlogits).
         """
         xp = self.xp
         n, classes = logits.shape
@@ -250,40 +262,73 @@ class Backend:
             xp.expand_dims(labels, axis=1) == xp.arange(classes, dtype=labels.dtype),
             logits.dtype,
         )
-        loss = -float(xp.sum(log_probs * onehot)) / n
-        return loss, self._store((xp.exp(log_probs) - onehot) / n, dlogits)
+        total = -xp.sum(log_probs * onehot)
+        grad = self._store((xp.exp(log_probs) - onehot) / n, dlogits)
+        return self._scalar(total, n, loss_out), grad
 
-    def mse(self, pred, target, dpred=None):
-        """L = mean((pred - target)^2) over all elements; dL/dpred = 2 (pred - target) / N."""
+    def mse(self, pred, target, dpred=None, loss_out=None):
+        """L = mean((pred - target)^2) over all elements; dL/dpred = 2 (pred - target) / N.
+        ``loss_out``: as in `cross_entropy`."""
         diff = pred - target
         count = math.prod(pred.shape)
-        return float(self.xp.sum(diff * diff)) / count, self._store(diff * (2.0 / count), dpred)
+        grad = self._store(diff * (2.0 / count), dpred)
+        return self._scalar(self.xp.sum(diff * diff), count, loss_out), grad
 
-    def bce_with_logits(self, logits, target, dlogits=None):
+    def bce_with_logits(self, logits, target, dlogits=None, loss_out=None):
         """Binary cross-entropy on logits z with targets t in [0, 1], mean over elements.
 
         L = mean(max(z, 0) - z t + log(1 + exp(-|z|)))   (never overflows)
-        dL/dz = (sigmoid(z) - t) / N.
+        dL/dz = (sigmoid(z) - t) / N. ``loss_out``: as in `cross_entropy`.
         """
         xp = self.xp
         count = math.prod(logits.shape)
         per_element = (
             xp.where(logits > 0, logits, 0.0) - logits * target + xp.log1p(xp.exp(-xp.abs(logits)))
         )
-        grad = (self.activation("sigmoid", logits) - target) / count
-        return float(xp.sum(per_element)) / count, self._store(grad, dlogits)
+        grad = self._store((self.activation("sigmoid", logits) - target) / count, dlogits)
+        return self._scalar(xp.sum(per_element), count, loss_out), grad
 
-    def count_correct(self, logits, labels) -> int:
-        """Rows whose largest logit is at the label (ties go to the first index)."""
+    def count_correct(self, logits, labels, out=None):
+        """Rows whose largest logit is at the label (ties go to the first index): an int, or
+        written to the one-element float64 device buffer ``out`` (returned)."""
         xp = self.xp
         predicted = xp.astype(xp.argmax(logits, axis=1), labels.dtype)
-        return int(xp.sum(xp.astype(predicted == labels, self.int_dtype)))
+        return self._count(xp.sum(xp.astype(predicted == labels, self.int_dtype)), out)
 
-    def count_correct_binary(self, logits, target) -> int:
-        """Elements where [logit > 0] equals the 0/1 target."""
+    def count_correct_binary(self, logits, target, out=None):
+        """Elements where [logit > 0] equals the 0/1 target; ``out`` as in `count_correct`."""
         xp = self.xp
         predicted = xp.astype(logits > 0, target.dtype)
-        return int(xp.sum(xp.astype(predicted == target, self.int_dtype)))
+        return self._count(xp.sum(xp.astype(predicted == target, self.int_dtype)), out)
+
+    def record_step(self, stats, loss, correct, rows: int) -> None:
+        """Book-keep one training step on the device, with no host synchronization (the steps
+        of a CUDA graph cannot look at their loss). ``stats`` is a float64 vector of
+        `STEP_STATS` entries, ``loss`` and ``correct`` one-element float64 buffers written by
+        the loss and `count_correct` (``correct`` None for regression), ``rows`` the batch size:
+
+            steps += 1
+            if ok and loss is finite:  loss_sum += loss * rows; correct += correct;
+                                       seen += rows; applied += 1
+            elif ok:                   ok = 0; diverged_at = steps
+        ``ok`` (1 until the first non-finite loss) is the gate of the optimizer step that
+        follows, so the weights stay those of the last finite loss, as in eager training.
+        """
+        xp = self.xp
+        ok = stats[0:1] > 0
+        finite = xp.isfinite(loss)
+        good = ok & finite
+        goods = xp.astype(good, stats.dtype)
+        steps = stats[4:5] + 1.0
+        stats[4:5] = steps
+        zero = xp.zeros_like(loss)
+        stats[1:2] = stats[1:2] + xp.where(good, loss * float(rows), zero)
+        if correct is not None:
+            stats[2:3] = stats[2:3] + xp.where(good, correct, zero)
+        stats[3:4] = stats[3:4] + goods * float(rows)
+        stats[5:6] = xp.where(ok & ~finite, steps, stats[5:6])
+        stats[6:7] = stats[6:7] + goods
+        stats[0:1] = goods
 
     # ------------------------------------------------------------------ regularization
     def add_weight_penalty_grad(self, grad, weight, l1: float, l2: float) -> None:
@@ -291,29 +336,69 @@ class Backend:
         grad[...] = grad + l1 * self.xp.sign(weight) + l2 * weight
 
     # ------------------------------------------------------------------ optimizers
-    def sgd_step(self, param, grad, buf, *, lr, momentum, nesterov, weight_decay, first, scratch):
-        """One step of torch.optim.SGD (dampening 0) on flat buffers; see nnbench.optim.SGD."""
+    def sgd_step(
+        self, param, grad, buf, *, lr, momentum, nesterov, weight_decay, first, scratch, gate=None
+    ):
+        """One step of torch.optim.SGD (dampening 0) on flat buffers; see nnbench.optim.SGD.
+
+        ``gate``: None, or a one-element float64 device buffer read on the device: 1 applies
+        the step, 0 leaves ``param`` and ``buf`` as they are (see `record_step`).
+        """
         g = grad + weight_decay * param if weight_decay else grad
+        new_buf = buf
         if momentum:
-            buf[...] = g if first else momentum * buf + g
-            g = g + momentum * buf if nesterov else buf
-        param[...] = param - lr * g
+            new_buf = g if first else momentum * buf + g
+            g = g + momentum * new_buf if nesterov else new_buf
+        new_param = param - lr * g
+        if momentum:
+            buf[...] = self._gated(gate, new_buf, buf)
+        param[...] = self._gated(gate, new_param, param)
 
     def adam_step(
-        self, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled, step, scratch
+        self,
+        param,
+        grad,
+        m,
+        v,
+        *,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+        step,
+        scratch,
+        gate=None,
     ):
-        """One step of torch.optim.Adam / AdamW on flat buffers; see nnbench.optim.Adam."""
+        """One step of torch.optim.Adam / AdamW on flat buffers; see nnbench.optim.Adam.
+
+        ``step`` is the 1-based step number t. With a ``gate`` (as in `sgd_step`), ``step`` is
+        instead a one-element float64 device buffer counting the steps applied so far: the
+        call adds the gate to it and, when the gate is 1, applies step t = the new count, so
+        t and the bias corrections 1 - beta^t never leave the device.
+        """
+        xp = self.xp
+        p = param
+        if gate is not None:
+            step[...] = step + gate
+            step = step + xp.astype(step == 0, step.dtype)  # t = 0 (skipped): no 0 / 0
         g = grad
         if weight_decay and decoupled:
-            param[...] = param * (1.0 - lr * weight_decay)
+            p = param * (1.0 - lr * weight_decay)
         elif weight_decay:
             g = grad + weight_decay * param
-        m[...] = beta1 * m + (1.0 - beta1) * g
-        v[...] = beta2 * v + (1.0 - beta2) * g * g
-        bias1 = 1.0 - beta1**step
-        bias2 = 1.0 - beta2**step
-        denom = self.xp.sqrt(v) / math.sqrt(bias2) + eps
-        param[...] = param - (lr / bias1) * m / denom
+        new_m = beta1 * m + (1.0 - beta1) * g
+        new_v = beta2 * v + (1.0 - beta2) * g * g
+        if gate is None:
+            bias1, root2 = 1.0 - beta1**step, math.sqrt(1.0 - beta2**step)
+        else:
+            bias1 = xp.astype(1.0 - beta1**step, param.dtype)
+            root2 = xp.astype(xp.sqrt(1.0 - beta2**step), param.dtype)
+        new_param = p - (lr / bias1) * new_m / (xp.sqrt(new_v) / root2 + eps)
+        m[...] = self._gated(gate, new_m, m)
+        v[...] = self._gated(gate, new_v, v)
+        param[...] = self._gated(gate, new_param, param)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -322,3 +407,28 @@ class Backend:
             return value
         out[...] = value
         return out
+
+    def _gated(self, gate, new, old):
+        """``new``, or ``new`` where the device gate is 1 and ``old`` where it is 0."""
+        if gate is None:
+            return new
+        return self.xp.where(gate > 0, new, old)
+
+    def _scalar(self, total, count: int, out):
+        """total / count as a Python float, or written to the float64 device buffer ``out``."""
+        if out is None:
+            return float(total) / count
+        out[...] = self.xp.reshape(self.xp.astype(total, out.dtype), (1,)) / count
+        return out
+
+    def _count(self, count, out):
+        """An integer count as a Python int, or written to the float64 device buffer ``out``."""
+        if out is None:
+            return int(count)
+        out[...] = self.xp.reshape(self.xp.astype(count, out.dtype), (1,))
+        return out
+
+
+# The float64 vector of `Backend.record_step`: ok, loss_sum, correct, seen, steps,
+# diverged_at, applied.
+STEP_STATS = ("ok", "loss_sum", "correct", "seen", "steps", "diverged_at", "applied")

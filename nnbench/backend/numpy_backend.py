@@ -70,9 +70,11 @@ class NumpyBackend(Backend):
         return rng.random(shape, dtype=self.dtype, out=out)
 
     # ------------------------------------------------------------------ layers
-    def linear(self, x, weight, bias, out=None):
+    def linear(self, x, weight, bias, out=None, activation: str = "identity"):
         out = self.xp.matmul(x, weight.T, out=out)
         out += bias
+        if activation != "identity":
+            return self.activation(activation, out, out=out)
         return out
 
     def linear_backward(self, dout, x, weight, grad_weight, grad_bias, dx=None):
@@ -155,7 +157,7 @@ class NumpyBackend(Backend):
         return xp.multiply(keep, 1.0 / (1.0 - p), out=out)
 
     # ------------------------------------------------------------------ losses
-    def cross_entropy(self, logits, labels, dlogits=None):
+    def cross_entropy(self, logits, labels, dlogits=None, loss_out=None):
         # Same math as Backend.cross_entropy: with s = z - max(z) per row and
         # S_i = sum_j exp(s_ij), L = mean_i(log S_i - s_i,y_i) and
         # dL/dz = (softmax(z) - onehot(y)) / n. It runs on t = z.T, of shape (classes, n):
@@ -184,6 +186,9 @@ class NumpyBackend(Backend):
         loss = float(row.sum() - picked.sum()) / n - math.log(n)
         if not in_place:
             xp.copyto(out, t.T)
+        if loss_out is not None:  # host memory: storing the float costs nothing
+            loss_out[...] = loss
+            return loss_out, out
         return loss, out
 
     def _ce_buffers(self, n: int, classes: int):
@@ -198,8 +203,28 @@ class NumpyBackend(Backend):
             )
         return buffers
 
-    def count_correct(self, logits, labels) -> int:
-        return int((logits.argmax(axis=1) == labels).sum())
+    def count_correct(self, logits, labels, out=None):
+        count = int((logits.argmax(axis=1) == labels).sum())
+        if out is None:
+            return count
+        out[...] = count
+        return out
+
+    def record_step(self, stats, loss, correct, rows: int) -> None:
+        # Host memory: the reference's rule on Python floats, without array operations.
+        ok, value = stats[0] > 0, float(loss[0])
+        steps = stats[4] + 1.0
+        stats[4] = steps
+        if ok and math.isfinite(value):
+            stats[1] += value * rows
+            if correct is not None:
+                stats[2] += float(correct[0])
+            stats[3] += rows
+            stats[6] += 1.0
+        else:
+            if ok:
+                stats[5] = steps
+            stats[0] = 0.0
 
     # ------------------------------------------------------------------ regularization
     def add_weight_penalty_grad(self, grad, weight, l1: float, l2: float) -> None:
@@ -221,7 +246,11 @@ class NumpyBackend(Backend):
         return float(flat @ flat)
 
     # ------------------------------------------------------------------ optimizers
-    def sgd_step(self, param, grad, buf, *, lr, momentum, nesterov, weight_decay, first, scratch):
+    def sgd_step(
+        self, param, grad, buf, *, lr, momentum, nesterov, weight_decay, first, scratch, gate=None
+    ):
+        if gate is not None and not gate[0]:  # host memory: reading the gate is free
+            return
         xp = self.xp
         g = grad
         if weight_decay:
@@ -244,8 +273,27 @@ class NumpyBackend(Backend):
             param -= step
 
     def adam_step(
-        self, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled, step, scratch
+        self,
+        param,
+        grad,
+        m,
+        v,
+        *,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+        step,
+        scratch,
+        gate=None,
     ):
+        if gate is not None:  # host memory: the gate and the count are read for free
+            step[...] = step + gate
+            if not gate[0]:
+                return
+            step = int(step[0])
         # Seven whole-buffer passes with BLAS axpby/axpy (twelve without), every scalar a
         # Python float: a NumPy float64 scalar would turn a float32 pass into a float64 one,
         # several times slower.

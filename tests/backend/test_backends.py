@@ -160,7 +160,7 @@ def covers(*names):
 
 
 # What CupyBackend overrides that has no numerical content to compare with the reference.
-DEVICE_ONLY = {"device", "synchronize", "memory_in_use", "rng"}
+DEVICE_ONLY = {"device", "synchronize", "memory_in_use", "memory_stats", "rng"}
 
 
 def test_every_numpy_override_has_a_parity_case():
@@ -383,6 +383,19 @@ def test_linear(pair, dtype, rng, n):
     assert_close(fast, out, expected, dtype)
 
 
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+def test_linear_with_its_activation(pair, dtype, rng, kind):
+    """y = f(x @ W.T + b) in one call (a GPU backend fuses the bias and f into one kernel)."""
+    ref, fast = pair
+    x, w, b = randn(rng, (7, 5), dtype), randn(rng, (3, 5), dtype), randn(rng, (3,), dtype)
+    expected = ref.activation(kind, ref.linear(x, w, b))
+    np.testing.assert_array_equal(ref.linear(x, w, b, activation=kind), expected)
+    out = fast.empty((7, 3))
+    args = [dev(fast, a) for a in (x, w, b)]
+    assert fast.linear(*args, out=out, activation=kind) is out
+    assert_close(fast, out, expected, dtype)
+
+
 @covers("linear_backward")
 @pytest.mark.parametrize("n", [1, 7])
 @pytest.mark.parametrize("with_dx", [True, False])
@@ -551,6 +564,77 @@ def test_adam_step(pair, dtype, rng, weight_decay, decoupled):
             assert_close(fast, got, want, dtype)
 
 
+# ---------------------------------------------------------------------------- device scalars
+# The forms a step captured as a CUDA graph uses: scalars written to float64 device buffers,
+# optimizer steps gated by a device flag (`Backend.record_step`).
+def test_losses_and_counts_into_device_buffers(pair, dtype, rng):
+    ref, fast = pair
+    logits = randn(rng, (9, 5), dtype)
+    labels = rng.integers(0, 5, size=9)
+    ref_loss, ref_grad = ref.cross_entropy(logits, labels)
+    flabels = dev(fast, labels, dtype=fast.int_dtype)
+    scalar = fast.xp.zeros(1, dtype=fast.xp.float64)
+    got, grad = fast.cross_entropy(dev(fast, logits), flabels, fast.empty((9, 5)), scalar)
+    assert got is scalar
+    assert float(fast.to_host(scalar)[0]) == pytest.approx(ref_loss, rel=RTOL[dtype])
+    assert_close(fast, grad, ref_grad, dtype)
+    count = fast.xp.zeros(1, dtype=fast.xp.float64)
+    assert fast.count_correct(dev(fast, logits), flabels, out=count) is count
+    assert fast.to_host(count)[0] == ref.count_correct(logits, labels)
+
+
+@covers("record_step")
+def test_record_step(pair, dtype):
+    """Sums until the first non-finite loss, then the gate stays closed."""
+    ref, fast = pair
+    xp = fast.xp
+    expected = np.array([1.0, 0, 0, 0, 0, 0, 0])
+    stats = dev(fast, expected, dtype=xp.float64)
+    sequence = [(2.5, 3.0, 8), (1.25, None, 8), (np.nan, 1.0, 8), (0.5, 8.0, 3), (np.inf, 1.0, 2)]
+    for loss, correct, rows in sequence:
+        c = None if correct is None else np.array([correct])
+        ref.record_step(expected, np.array([loss]), c, rows)
+        fc = None if c is None else dev(fast, c, dtype=xp.float64)
+        fast.record_step(stats, dev(fast, np.array([loss]), dtype=xp.float64), fc, rows)
+        np.testing.assert_array_equal(fast.to_host(stats), expected)
+    np.testing.assert_array_equal(expected, [0.0, 30.0, 3.0, 16.0, 5.0, 3.0, 2.0])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adamw"])
+def test_gated_optimizer_steps(pair, dtype, rng, optimizer):
+    """Gate 1 steps as the reference does; gate 0 changes nothing (Adam's count included)."""
+    ref, fast = pair
+    size, xp = 19, fast.xp
+    p = randn(rng, size, dtype)
+    state = {"ref": [p.copy(), np.zeros(size, dtype), np.zeros(size, dtype), np.zeros(1)]}
+    state["fast"] = [dev(fast, p), fast.zeros((size,)), fast.zeros((size,))]
+    state["fast"].append(xp.zeros(1, dtype=xp.float64))
+    for gate_value in (1.0, 1.0, 0.0, 1.0):
+        g = randn(rng, size, dtype)
+        for be, key in ((ref, "ref"), (fast, "fast")):
+            param, buf, v, counter = state[key]
+            gate = dev(be, np.array([gate_value]), dtype=be.xp.float64)
+            scratch = (be.empty((size,)), be.empty((size,)))
+            if optimizer == "adamw":
+                hyper = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
+                be.adam_step(
+                    param, dev(be, g), buf, v, decoupled=True, step=counter, scratch=scratch,
+                    gate=gate, **hyper,
+                )  # fmt: skip
+            else:
+                momentum = 0.9 if optimizer == "nesterov" else 0.0
+                be.sgd_step(
+                    param, dev(be, g), buf, lr=0.1, momentum=momentum,
+                    nesterov=momentum > 0, weight_decay=0.01, first=False, scratch=scratch,
+                    gate=gate,
+                )  # fmt: skip
+        for got, want in zip(state["fast"][:3], state["ref"][:3], strict=True):
+            assert_close(fast, got, want, dtype)
+        np.testing.assert_array_equal(fast.to_host(state["fast"][3]), state["ref"][3])
+    if optimizer == "adamw":
+        assert state["ref"][3][0] == 3.0  # three applied steps
+
+
 # ---------------------------------------------------------------------------- numpy vs strict
 @pytest.fixture
 def numpy_strict():
@@ -618,3 +702,37 @@ def test_strict_optimizer_steps(numpy_strict, rng):
             be.adam_step(p, dev(be, g), m, v, step=step, scratch=scratch, **adam)
         for a, b in zip(state["numpy"], state["strict"], strict=True):
             assert_same(npb, stb, a, b)
+
+
+def test_strict_device_scalars_and_gated_steps(numpy_strict, rng):
+    """The device-scalar forms stay within the array API standard."""
+    npb, stb = numpy_strict
+    logits, labels = rng.standard_normal((9, 4)), rng.integers(0, 4, size=9)
+    size, p0 = 11, rng.standard_normal(11)
+    results = {}
+    for be in (npb, stb):
+        xp = be.xp
+        scalars = [xp.zeros((1,), dtype=xp.float64) for _ in range(3)]
+        stats = be.asarray(np.array([1.0, 0, 0, 0, 0, 0, 0]), xp.float64)
+        z, y = dev(be, logits), dev(be, labels, dtype=be.int_dtype)
+        be.cross_entropy(z, y, be.empty((9, 4)), loss_out=scalars[0])
+        be.count_correct(z, y, out=scalars[1])
+        be.record_step(stats, scalars[0], scalars[1], 9)
+        be.mse(z, z + 1.0, be.empty((9, 4)), loss_out=scalars[2])
+        p, m, v = dev(be, p0), be.zeros((size,)), be.zeros((size,))
+        counter = xp.zeros((1,), dtype=xp.float64)
+        scratch = (be.empty((size,)), be.empty((size,)))
+        for gate_value in (1.0, 0.0, 1.0):
+            gate = be.asarray(np.array([gate_value]), xp.float64)
+            g = dev(be, np.cos(p0 * gate_value + 1.0))
+            be.adam_step(
+                p, g, m, v, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1,
+                decoupled=False, step=counter, scratch=scratch, gate=gate,
+            )  # fmt: skip
+            be.sgd_step(
+                p, g, m, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0, first=False,
+                scratch=scratch, gate=gate,
+            )  # fmt: skip
+        results[be.name] = [be.to_host(a) for a in (*scalars, stats, p, m, v, counter)]
+    for a, b in zip(results["numpy"], results["strict"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
