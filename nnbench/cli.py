@@ -137,6 +137,9 @@ def train(cfg: DictConfig, job: dict) -> dict:
     progress = make_progress(cfg.trainer.progress, cfg.trainer.epochs, job["multirun"])
     with sigterm_as_interrupt():  # from the run's creation on, SIGTERM ends it KILLED
         recorder = open_recorder(cfg, job, parts)
+        # Train only once the run exists: a store that does not work stops us now, and the
+        # tracking agent, done starting up, leaves the cores to the training it times.
+        _ = recorder.run_id
 
         def on_epoch(record):
             progress(record)

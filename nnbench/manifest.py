@@ -18,6 +18,15 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "CUDA_VISIBLE_DEVICES",
+)
+
+
 @functools.cache
 def _package_versions() -> dict[str, str]:
     """Every installed distribution (name -> version, sorted): what `pip freeze` would pin.
@@ -105,32 +114,27 @@ def environment_manifest(backend=None) -> dict:
         "cpu_count": os.cpu_count(),
         "packages": _package_versions(),
         "blas": _blas(),
-        "env": {
-            k: os.environ[k]
-            for k in (
-                "OMP_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS",
-                "MKL_NUM_THREADS",
-                "OPENBLAS_CORETYPE",
-                "CUDA_VISIBLE_DEVICES",
-            )
-            if k in os.environ
-        },
+        "env": _thread_env(),
         "git": git_state(),
     }
     gpus = _nvidia_gpus()
     if gpus:
         manifest["gpus"] = gpus
     if backend is not None:
-        manifest.update(backend_manifest(backend))
+        manifest.update(trainer_manifest(backend))
     return manifest
 
 
-def backend_manifest(backend) -> dict:
+def trainer_manifest(backend) -> dict:
     """The part of the manifest only the process that trained can tell: its backend, the
-    BLAS it ran with (thread limits included) and, on CuPy, the GPU and CUDA versions."""
+    BLAS it ran with, its thread settings and, on CuPy, the GPU and CUDA versions."""
     described = {"name": backend.name, "dtype": backend.dtype_name, "device": backend.device}
-    return {"backend": described, "blas": _blas(), **backend_extra(backend)}
+    return {"backend": described, "blas": _blas(), "env": _thread_env(), **backend_extra(backend)}
+
+
+def _thread_env() -> dict[str, str]:
+    """The environment variables that set thread counts, BLAS kernels and visible GPUs."""
+    return {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
 
 
 def backend_extra(backend) -> dict:

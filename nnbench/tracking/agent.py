@@ -11,7 +11,7 @@ Commands (``op``) and answers:
 - ``start {uri, experiment, run_name, params, tags, parent}`` -> ``started {run_id}``.
 - ``metrics {metrics: [[key, value, step, timestamp_ms], ...]}``: one ``log_batch``.
 - ``tags {tags}``.
-- ``artifacts {folder, history, title, backend}``: complete the folder the training
+- ``artifacts {folder, history, title, trainer}``: complete the folder the training
   process wrote (curves, decision boundary, environment manifest: `finish_artifacts`), log
   it, delete it.
 - ``end {status}`` -> ``ended``.
@@ -47,6 +47,7 @@ class Agent:
         self.clients: dict = {}
         self.recorder = None
         self.error: str | None = None  # the first failure of the open run
+        self.prepared = False
 
     def client(self, uri: str):
         """One client per store, opened (and the store created or checked) once."""
@@ -92,9 +93,8 @@ class Agent:
         self.answer({"op": "error", "unavailable": unavailable, "message": message})
 
     def warm(self, uri: str) -> None:
-        """Open the store (if it exists), then do once what the first run's artifacts would
-        pay for: read the installed packages, load matplotlib's fonts. Best effort: a store
-        that cannot be opened is reported by ``start``, not here."""
+        """Open the store (if it exists) and `prepare`, ahead of any run. Best effort: a
+        store that cannot be opened is reported by ``start``, not here."""
         from nnbench.tracking import store
 
         try:
@@ -103,15 +103,26 @@ class Agent:
                 self.client(uri)
             else:  # never create a store before a run asks for it (it may be tracking=none)
                 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-            from nnbench.manifest import environment_manifest
-            from nnbench.tracking.plots import learning_curves
-
-            environment_manifest()
-            learning_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
+            self.prepare()
         except Exception:
             pass
 
+    def prepare(self) -> None:
+        """Once: what the artifacts of a run would otherwise pay for after its training
+        (reading the installed packages, importing matplotlib, loading its fonts)."""
+        if self.prepared:
+            return
+        from nnbench.manifest import environment_manifest
+        from nnbench.tracking.plots import learning_curves
+
+        environment_manifest()
+        learning_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
+        self.prepared = True
+
     def start(self, uri, experiment, run_name, params, tags, parent) -> None:
+        """Create the run, `prepare`, then answer: the training process waits for this
+        answer before it trains, so that the agent's start-up runs beside the training
+        process's own start-up but never beside its training (whose timing it records)."""
         from nnbench import tracking
 
         self.recorder = tracking.start_run(
@@ -123,6 +134,7 @@ class Agent:
             parent=parent,
             client=self.client(parent["uri"] if parent else uri),
         )
+        self.prepare()
         self.answer({"op": "started", "run_id": self.recorder.run_id})
 
     def metrics(self, metrics: list) -> None:
@@ -134,8 +146,8 @@ class Agent:
     def tags(self, tags: dict) -> None:
         self.recorder.set_tags(tags)
 
-    def artifacts(self, folder: str, history: list, title: str, backend: dict) -> None:
-        self.recorder.log_artifacts(folder, history=history, title=title, backend=backend)
+    def artifacts(self, folder: str, history: list, title: str, trainer: dict) -> None:
+        self.recorder.log_artifacts(folder, history=history, title=title, trainer=trainer)
 
     def end(self, status: str) -> None:
         """End the open run (if it started) and answer ``ended``, whatever happened before.

@@ -1,10 +1,10 @@
 """Everything a finished run leaves behind, gathered in a folder and logged in one call.
 
 The training process writes what only it has (resolved config, Hydra's .hydra/ folder, the
-weights, the numbers behind the decision boundary, its backend); `finish_artifacts`, run by
-whoever logs the folder (the tracking agent, or this process for an in-process recorder),
-adds what takes MLflow's or matplotlib's time: the curves, the decision-boundary picture and
-the environment manifest.
+weights, the numbers behind the decision boundary, its backend and threads);
+`finish_artifacts`, run by whoever logs the folder (the tracking agent, or this process for
+an in-process recorder), adds what takes matplotlib's time or reads the whole installation:
+the curves, the decision-boundary picture and the environment manifest.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbench.manifest import backend_manifest, environment_manifest
+from nnbench.manifest import environment_manifest, trainer_manifest
 from nnbench.tracking import plots
 from nnbench.tracking.params import OVERFLOW_ARTIFACT
 from nnbench.weights import save_weights
@@ -40,10 +40,10 @@ def write_run_artifacts(folder: Path, *, config_yaml, hydra_dir, overflow, run) 
             np.savez(folder / BOUNDARY_FILE, **grid)
 
 
-def finish_artifacts(folder: Path, *, history: list, title: str, backend: dict) -> None:
+def finish_artifacts(folder: Path, *, history: list, title: str, trainer: dict) -> None:
     """Add the curves, the decision boundary (from `BOUNDARY_FILE`) and the environment
-    manifest (``backend`` is `backend_manifest` from the training process)."""
-    manifest = {**environment_manifest(), **backend}
+    manifest (``trainer`` is `trainer_manifest` from the training process)."""
+    manifest = {**environment_manifest(), **trainer}
     (folder / "environment.json").write_text(json.dumps(manifest, indent=1, default=str))
     plots.learning_curves(history, folder / "curves.png", title)
     boundary = folder / BOUNDARY_FILE
@@ -64,7 +64,7 @@ def log_run_artifacts(recorder, *, run, title, **kwargs) -> None:
             folder,
             history=run["result"].history,
             title=title,
-            backend=backend_manifest(run["model"].backend),
+            trainer=trainer_manifest(run["model"].backend),
         )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

@@ -3,8 +3,9 @@
 `AgentRecorder` has the recorder's interface (`log_epoch`, `log_metrics`, `set_tags`,
 `flush`, `end`, `run_id`) and turns each call into a command for the agent, which does the
 MLflow work in its own process. Sending a command costs microseconds; nothing here waits for
-the agent except `run_id` and `end`, so training never waits on MLflow, and the agent's
-start-up (importing MLflow, opening the store) overlaps the training process's own.
+the agent except `run_id` (the run exists: cli.train asks before it trains) and `end`. So the
+agent's start-up (importing MLflow and matplotlib, opening the store) overlaps the training
+process's own start-up (Hydra, the data), and the training itself shares no core with it.
 
 One agent serves a process (a multirun's jobs in one process share it); `prestart` starts it
 as early as possible, before the config is even composed.
@@ -26,6 +27,7 @@ from nnbench.tracking.run import FLUSH_INTERVAL_S, finite
 from nnbench.tracking.store import resolve_uri
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+SINGLE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class TrackingError(RuntimeError):
@@ -43,6 +45,9 @@ class AgentProcess:
     def __init__(self):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        # One BLAS/OpenMP thread: the agent multiplies no matrices, and idle pool threads
+        # spinning in it would take the cores from the training process's BLAS threads.
+        env.update(dict.fromkeys(SINGLE_THREAD, "1"))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nnbench.tracking.agent"],
             stdin=subprocess.PIPE,
@@ -183,12 +188,12 @@ class AgentRecorder:
         self._check()
         self.process.send("tags", tags={k: str(v)[:8000] for k, v in tags.items()})
 
-    def log_artifacts(self, folder: Path, *, history: list, title: str, backend: dict) -> None:
+    def log_artifacts(self, folder: Path, *, history: list, title: str, trainer: dict) -> None:
         """Hand ``folder`` over to the agent, which adds its own artifacts, logs it and
         deletes it (after the metrics sent so far)."""
         self.flush()
         self.process.send(
-            "artifacts", folder=str(folder), history=history, title=title, backend=backend
+            "artifacts", folder=str(folder), history=history, title=title, trainer=trainer
         )
 
     def end(self, status: str) -> None:

@@ -71,12 +71,12 @@ class RunRecorder:
         if items:
             self.client.log_batch(self.run_id, tags=items)
 
-    def log_artifacts(self, folder, *, history: list, title: str, backend: dict) -> None:
+    def log_artifacts(self, folder, *, history: list, title: str, trainer: dict) -> None:
         """Complete ``folder`` (`finish_artifacts`), log it, and delete it."""
         from nnbench.tracking.artifacts import finish_artifacts
 
         try:
-            finish_artifacts(Path(folder), history=history, title=title, backend=backend)
+            finish_artifacts(Path(folder), history=history, title=title, trainer=trainer)
             self.client.log_artifacts(self.run_id, str(folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -103,6 +103,13 @@ def client(uri: str):
     path = sqlite_path(uri)
     if path is None:
         return MlflowClient(tracking_uri=uri)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrackingUnavailableError(
+            f"the SQLite store {uri} cannot be created: {exc.strerror or exc} "
+            f"({path.parent}); set tracking.uri to a writable place, or use tracking=none"
+        ) from exc
     with _locked(path.with_name(path.name + ".lock")):
         mlflow_client = MlflowClient(tracking_uri=uri)
         mlflow_client.search_experiments(max_results=1)  # runs the migrations, once

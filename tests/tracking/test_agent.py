@@ -14,7 +14,15 @@ import pytest
 from nnbench.tracking.remote import AgentRecorder, AgentStopped, planned_store
 from nnbench.tracking.store import default_uri
 
-from .conftest import all_runs, artifact_paths, assert_none_running, client_for, history, wait_for
+from .conftest import (
+    all_runs,
+    artifact_paths,
+    assert_none_running,
+    client_for,
+    history,
+    nnbench,
+    wait_for,
+)
 from .conftest import run_env as sweep_env
 from .test_outcomes import LONG, first_run_with_epochs
 
@@ -140,3 +148,13 @@ def test_agent_answers_are_json_lines(tmp_path):
     assert [a["op"] for a in answers] == ["started", "ended"], answers
     run = client_for(tmp_path).get_run(answers[0]["run_id"])
     assert (run.data.params, run.data.tags["t"], run.data.metrics) == ({"a": "1"}, "v", {"m": 2.5})
+
+
+def test_a_store_that_cannot_be_created_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "blocked").write_text("a file, not a folder\n")
+    uri = f"sqlite:///{tmp_path}/blocked/sub/mlflow.db"
+    proc = nnbench(tmp_path, "trainer.epochs=1", f"tracking.uri={uri}")
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nnbench: error: "), proc.stderr
+    assert "cannot be created" in lines[0] and "Not a directory" in lines[0], lines[0]
