@@ -76,10 +76,14 @@ class MLP:
         rng = be.rng(dropout_seed)
         named, layers, width = [], [], self.in_features
         for i, size in enumerate(self.hidden):
-            block = [(f"hidden.{i}.", Dense(width, size, be, input_grad=i > 0))]
-            if self.batchnorm:
+            if self.batchnorm:  # Dense -> BatchNorm1d -> activation
+                dense = Dense(width, size, be, input_grad=i > 0)
+                block = [(f"hidden.{i}.", dense)]
                 block.append((f"hidden.{i}.bn.", BatchNorm1d(size, be, inplace=True)))
-            block.append(("", Activation(self.activation, be, inplace=True)))
+                block.append(("", Activation(self.activation, be, inplace=True)))
+            else:  # the activation folded into the Dense layer (one kernel on a GPU)
+                dense = Dense(width, size, be, input_grad=i > 0, activation=self.activation)
+                block = [(f"hidden.{i}.", dense)]
             if self.dropout > 0:
                 block.append(("", Dropout(self.dropout, be, rng, inplace=True)))
             named += block
