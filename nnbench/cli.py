@@ -19,7 +19,6 @@ from nnbench.bench.job import run_bench_job
 from nnbench.data import load_dataset
 from nnbench.interrupt import sigterm_as_interrupt
 from nnbench.job import format_metrics, job_info, job_line, objective, skipped_line
-from nnbench.manifest import git_state
 from nnbench.progress import make_progress
 from nnbench.usage import exit_on_user_error, reporting_user_errors
 
@@ -186,7 +185,6 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
         return tracking.NullRecorder()
     from nnbench.tracking.params import to_params
     from nnbench.tracking.remote import AgentRecorder
-    from nnbench.tracking.resume import CONFIG_HASH_TAG
 
     parent = job["parent"]
     uri = parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri)
@@ -199,15 +197,8 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
         "nnbench.device": backend.device,
         "nnbench.dtype": backend.dtype_name,
         "nnbench.dataset": cfg.dataset.name,
-        "nnbench.outcome": "running",
-        "nnbench.overrides": " ".join(job["overrides"]),
-        CONFIG_HASH_TAG: job["config_hash"],
+        **tracking.job_tags(job),
     }
-    if parent is not None:
-        tags["nnbench.sweep"] = parent["sweep_id"]
-    commit = git_state().get("commit")
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
     return AgentRecorder.start(
         uri=uri,
         experiment=tracking.experiment_name(cfg.tracking.experiment, job["choices"]),

@@ -93,9 +93,7 @@ def open_recorder(settings: dict, seed: int, tracking_settings: dict, job: dict,
     measurement is recorded; a recorder that records nothing for tracking=none."""
     if tracking_settings["name"] == "none":
         return tracking.NullRecorder()
-    from nnbench.manifest import git_state
     from nnbench.tracking.params import to_params
-    from nnbench.tracking.resume import CONFIG_HASH_TAG
 
     parent = job["parent"]
     params, _ = to_params({"bench": settings, "seed": seed})
@@ -105,15 +103,8 @@ def open_recorder(settings: dict, seed: int, tracking_settings: dict, job: dict,
         "nnbench.role": "bench",
         "nnbench.framework": settings["framework"],
         "nnbench.threads": settings["threads"] or "default",
-        OUTCOME_TAG: "running",
-        "nnbench.overrides": " ".join(job["overrides"]),
-        CONFIG_HASH_TAG: job["config_hash"],
+        **tracking.job_tags(job),
     }
-    if parent is not None:
-        tags["nnbench.sweep"] = parent["sweep_id"]
-    commit = git_state().get("commit")
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
     return tracking.start_run(
         uri=parent["uri"] if parent else tracking.resolve_uri(tracking_settings["uri"]),
         experiment=tracking.experiment_name(tracking_settings["experiment"], job["choices"]),

@@ -15,6 +15,7 @@ __all__ = [
     "NullRecorder",
     "RunRecorder",
     "experiment_name",
+    "job_tags",
     "recording",
     "resolve_uri",
     "start_run",
@@ -31,6 +32,27 @@ def experiment_name(configured: str | None, choices: dict) -> str:
     if choices.get("experiment"):
         return str(choices["experiment"])
     return "nnbench"
+
+
+def job_tags(job: dict) -> dict[str, str]:
+    """The tags every tracked job carries, whatever it runs: outcome ``running`` until it
+    ends, the command-line overrides, the config hash (resumable sweeps), the sweep's id in
+    a multirun, and the git commit when known. ``job`` is `nnbench.job.job_info` completed
+    by cli.prepare_tracking."""
+    from nnbench.manifest import git_state
+    from nnbench.tracking.resume import CONFIG_HASH_TAG
+
+    tags = {
+        OUTCOME_TAG: "running",
+        "nnbench.overrides": " ".join(job["overrides"]),
+        CONFIG_HASH_TAG: job["config_hash"],
+    }
+    if job["parent"] is not None:
+        tags["nnbench.sweep"] = job["parent"]["sweep_id"]
+    commit = git_state().get("commit")
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
 
 
 def start_run(*, uri, experiment, run_name, params, tags, parent=None, client=None):
