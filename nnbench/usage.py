@@ -15,20 +15,48 @@ import dataclasses
 import functools
 import os
 import sys
+import typing
 
 EXIT_USAGE = 2
 
 
 def _schema_keys(dotted_parent: str) -> list[str]:
-    """Field names of the schema node at ``dotted_parent`` ("" for the top level)."""
+    """Field names of the schema node at ``dotted_parent`` ("" for the top level); an
+    optional section that is off (``bench``) is read from its type."""
     from nnbench.config import Config
 
-    node = Config()
+    node = Config
     for part in filter(None, dotted_parent.split(".")):
-        node = getattr(node, part, None)
-        if not dataclasses.is_dataclass(node):
+        node = _section_type(node, part)
+        if node is None:
             return []
     return [f.name for f in dataclasses.fields(node)]
+
+
+def _section_type(schema, name: str):
+    """The dataclass type of field ``name`` of dataclass ``schema`` (unwrapping ``X | None``),
+    or None when it is not a section."""
+    hint = typing.get_type_hints(schema).get(name) if dataclasses.is_dataclass(schema) else None
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
+            return candidate
+    return None
+
+
+def _off_section_key(argv: list[str]) -> str | None:
+    """The one-line message for an override of a key inside an optional section that is not
+    selected (``bench.framework=x`` without ``+bench=default``), found in ``argv``."""
+    from nnbench.config import Config
+
+    for arg in argv:
+        key = arg.split("=", 1)[0]
+        section = key.split(".")[0]
+        if key[:1] in "+~" or "." not in key or _section_type(Config, section) is None:
+            continue
+        if getattr(Config(), section) is None:
+            hint = f"the {section} section is off; select it first: +{section}=default"
+            return f"Invalid key: {key!r} ({hint})"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -85,6 +113,8 @@ def describe(exc: BaseException) -> str | None:
         )
     if isinstance(exc, ConfigCompositionException):
         return _first_line(exc)
+    if isinstance(exc, AssertionError) and "Unexpected type for root" in str(exc):
+        return _off_section_key(sys.argv[1:])  # OmegaConf, setting a key under a None node
     unavailable = (BackendUnavailableError, DatasetUnavailableError, TrackingUnavailableError)
     if isinstance(exc, (ValueError, *unavailable)):
         return _first_line(exc)

@@ -237,6 +237,12 @@ USER_ERRORS = [
     (["+sweep=nope"], "Invalid sweep: 'nope' (allowed: ..."),
     (["+experiment=nope"], "Invalid experiment: 'nope' (allowed: ..."),
     (["model.hiden=3"], "Invalid key: 'model.hiden' (keys under model: hidden, ..."),
+    (["+bench=default", "bench.frame=x"], "Invalid key: 'bench.frame' (keys under bench: ..."),
+    (
+        ["bench.framework=sklearn"],
+        "Invalid key: 'bench.framework' (the bench section is off; select it first: "
+        "+bench=default)",
+    ),
     (["trainer.epochs=abc"], "Invalid trainer.epochs: Value 'abc' ..."),
     (["seed=-1"], "Invalid seed: -1 ..."),
     (["dataset=csv"], "Invalid dataset.path: ..."),
