@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nnbench.bench.env import OPENBLAS_OVERRIDES, THREAD_VARIABLES  # noqa: E402
+from nnbench.bench.process import WorkerProcess  # noqa: E402
 
 BIG = (784, 256, 256, 10)
 SMALL = (32, 64, 64, 4)
@@ -49,42 +49,27 @@ def worker_env(threads: int) -> dict:
         env.pop(name, None)
     for name in THREAD_VARIABLES:
         env[name] = str(threads)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 
-class WorkerProcess:
+class Worker(WorkerProcess):
+    """A `nnbench.bench.worker` process for one framework and thread count."""
+
     def __init__(self, framework: str, threads: int):
         self.framework = framework
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nnbench.bench.worker", framework, "--threads", str(threads)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=worker_env(threads),
-        )
-        self.env = self._read()["env"]
+        args = [framework, "--threads", str(threads)]
+        super().__init__("nnbench.bench.worker", args, env=worker_env(threads), cwd=ROOT)
+        self.env = self._answer(self.first)["env"]
 
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
+    def _answer(self, answer: dict | None) -> dict:
+        if answer is None:
             raise RuntimeError(f"worker {self.framework} exited (code {self.proc.wait()})")
-        return json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"{self.framework}: {answer['error']}\n{answer.get('trace')}")
+        return answer
 
     def request(self, **request) -> dict:
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        response = self._read()
-        if "error" in response:
-            raise RuntimeError(f"{self.framework}: {response['error']}\n{response.get('trace')}")
-        return response
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.write('{"op": "exit"}\n')
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=30)
+        return self._answer(super().request(request))
 
 
 # ---------------------------------------------------------------------- measurement plan
@@ -332,7 +317,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for t in threads:
             print(f"threads={t}: starting workers {frameworks}", file=sys.stderr, flush=True)
-            workers = {f: WorkerProcess(f, t) for f in frameworks}
+            workers = {f: Worker(f, t) for f in frameworks}
             workers_by_threads[t] = workers
             try:
                 cells = [

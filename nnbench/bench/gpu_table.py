@@ -22,13 +22,12 @@ worker fails or a variant cannot run; a missed target is a finding, not an error
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from nnbench.bench.process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = (784, 256, 256, 10)
@@ -54,40 +53,28 @@ RATIOS = (
 )
 
 
-class Worker:
-    """A `nnbench.bench.gpu_worker` process."""
+class Worker(WorkerProcess):
+    """A `nnbench.bench.gpu_worker` process; one that cannot run here answers every request
+    with why (``unavailable``)."""
 
     def __init__(self, framework: str, tf32: bool, cpu: bool):
-        command = [sys.executable, "-m", "nnbench.bench.gpu_worker", framework]
-        command += ["--tf32"] * tf32 + ["--cpu"] * cpu
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        args = [framework] + ["--tf32"] * tf32 + ["--cpu"] * cpu
         self.name = f"{framework}{' tf32' if tf32 else ''}"
-        self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env
-        )
-        first = self._read()
+        super().__init__("nnbench.bench.gpu_worker", args, cwd=ROOT)
+        first = self._answer(self.first)
         self.unavailable = first.get("unavailable")
         self.env = first.get("env", {})
 
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            return {"unavailable": f"worker exited with status {self.proc.wait()}"}
-        return json.loads(line)
+    def _answer(self, answer: dict | None) -> dict:
+        return answer or {"unavailable": f"worker exited with status {self.proc.wait()}"}
 
     def request(self, **request) -> dict:
         if self.unavailable:
             return {"unavailable": self.unavailable}
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
+        return self._answer(super().request(request))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.write('{"op": "exit"}\n')
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=60)
+        super().close(timeout=60)
 
 
 @dataclass

@@ -29,17 +29,14 @@ CUDA, PyTorch or scikit-learn not installed):
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 from nnbench import tracking
 from nnbench.bench.env import THREAD_VARIABLES, cpu_model
 from nnbench.bench.flops import parse_sizes
+from nnbench.bench.process import WorkerProcess
 from nnbench.bench.track import split_result
 from nnbench.errors import BackendUnavailableError
 from nnbench.interrupt import sigterm_as_interrupt
@@ -47,7 +44,6 @@ from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG, close
 
 UNAVAILABLE = "unavailable"  # how the job's console line starts when nothing could run
 UNAVAILABLE_ERROR = "unavailable here: "  # how the run's nnbench.error starts then
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 REQUEST_KEYS = ("batch_size", "optimizer", "lr", "samples", "warmup", "min_sample_s", "floor")
 
 
@@ -56,7 +52,7 @@ def run_bench_job(settings: dict, seed: int, tracking_settings: dict, job: dict)
     run (``tracking_settings``: the tracking section; ``job``: `nnbench.job.job_info` with
     the parent run and config hash of ``prepare_tracking``) and print the outcome. Returns
     the sweeper's objective: the median step time in ms, +inf when nothing was measured."""
-    with sigterm_as_interrupt(), WorkerProcess(settings["framework"], settings["threads"]) as w:
+    with sigterm_as_interrupt(), MeasureProcess(settings["framework"], settings["threads"]) as w:
         if w.unavailable and not job["multirun"]:
             raise BackendUnavailableError(w.unavailable)
         recorder = open_recorder(settings, seed, tracking_settings, job, w.env)
@@ -162,69 +158,47 @@ def summary(settings: dict, result: dict, run_id: str | None, tracking_settings:
     return "\n".join(lines)
 
 
-def worker_env(threads: int | None) -> dict:
-    """This environment, with this nnbench importable and the thread count when set."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
-    if threads:
-        env.update({name: str(threads) for name in THREAD_VARIABLES})
-    return env
-
-
-class WorkerProcess:
-    """`nnbench.bench.measure` for one framework in a child process. Its first answer
-    says whether the framework runs here (``unavailable``: why not); leaving the ``with``
-    block always ends the process."""
+class MeasureProcess(WorkerProcess):
+    """`nnbench.bench.measure` for one framework in a child process, limited to ``threads``
+    BLAS/OpenMP threads when set. Its announcement says whether the framework runs here
+    (``unavailable``: why not); leaving the ``with`` block always ends the process."""
 
     def __init__(self, framework: str, threads: int | None):
         self.framework = framework
         self._stderr = tempfile.TemporaryFile()
-        command = [sys.executable, "-m", "nnbench.bench.measure", framework]
-        command += ["--threads", str(threads)] if threads else []
-        self.proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env=worker_env(threads),
-        )
-        first = self._read()
+        args = [framework] + (["--threads", str(threads)] if threads else [])
+        env = dict(os.environ)
+        if threads:
+            env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+        super().__init__("nnbench.bench.measure", args, env=env, stderr=self._stderr)
+        first = self._answer(self.first)
         self.unavailable: str | None = first.get("unavailable")
         self.env: dict = first.get("env", {})
 
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
+    def _answer(self, answer: dict | None) -> dict:
+        """``answer``, or an error with the tail of the worker's stderr if it exited."""
+        if answer is None:
             status = self.proc.wait()
             self._stderr.seek(0)
             tail = self._stderr.read().decode(errors="replace").strip().splitlines()[-5:]
             raise RuntimeError(
                 f"the {self.framework} worker exited with status {status}: " + " / ".join(tail)
             )
-        return json.loads(line)
+        return answer
 
     def request(self, request: dict) -> dict:
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        response = self._read()
+        response = self._answer(super().request(request))
         if "error" in response:
             raise RuntimeError(f"{self.framework}: {response['error']}")
         return response
 
-    def close(self) -> None:
-        """Close its input (the worker then exits); kill it if it does not."""
+    def close(self, timeout: float = 30) -> None:
         try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
+            super().close(timeout)
         finally:
-            self.proc.stdout.close()
             self._stderr.close()
 
-    def __enter__(self) -> WorkerProcess:
+    def __enter__(self) -> MeasureProcess:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
