@@ -15,23 +15,13 @@ import pytest
 
 import nnbench as nb
 from nnbench.backend import BACKENDS
+from nnbench.backend._cupy import device_count
 from nnbench.backend.base import ACTIVATIONS, DTYPES, Backend
 from nnbench.backend.cupy_backend import CupyBackend
 from nnbench.backend.numpy_backend import NumpyBackend
 from tests.conftest import make_backend
 
 RTOL = {"float64": 1e-12, "float32": 1e-5}
-
-
-def _cupy_usable() -> bool:
-    if importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
 
 
 # ---------------------------------------------------------------------------- get_backend
@@ -62,7 +52,7 @@ def test_bad_dtype_is_refused(name):
         nb.get_backend(name, dtype="int8")
 
 
-@pytest.mark.skipif(_cupy_usable(), reason="CuPy and a GPU are present: backend=cupy works")
+@pytest.mark.skipif(device_count() > 0, reason="CuPy and a GPU are present: backend=cupy works")
 def test_cupy_without_gpu_says_what_to_do():
     with pytest.raises(nb.BackendUnavailableError) as info:
         nb.get_backend("cupy")
@@ -72,7 +62,7 @@ def test_cupy_without_gpu_says_what_to_do():
         assert "pip install 'nnbench[gpu]'" in message
 
 
-@pytest.mark.skipif(_cupy_usable(), reason="CuPy and a GPU are present: auto picks cupy")
+@pytest.mark.skipif(device_count() > 0, reason="CuPy and a GPU are present: auto picks cupy")
 def test_auto_picks_numpy_and_says_why(capsys):
     be = nb.get_backend("auto", dtype="float64")
     assert isinstance(be, NumpyBackend) and be.name == "numpy"

@@ -4,7 +4,6 @@ their CPU modes with Hydra, MLflow and OmegaConf made unimportable, as on the GP
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nnbench.backend._cupy import device_count
 from nnbench.bench.gpu_table import Cell, ratio, table_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,17 +33,6 @@ BLOCKER = textwrap.dedent(
 )
 
 
-def _gpu_usable() -> bool:
-    if importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 def _blocked_env(tmp_path: Path) -> dict:
     """An environment whose Python processes (workers included) cannot import BLOCKED."""
     site = tmp_path / "blocker"
@@ -60,7 +49,7 @@ def _run(args, env, timeout=180):
     )
 
 
-@pytest.mark.skipif(_gpu_usable(), reason="CuPy and a GPU are present: the check would run")
+@pytest.mark.skipif(device_count() > 0, reason="CuPy and a GPU are present: the check would run")
 def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
     env = dict(os.environ, GPU_CHECK_OUT=str(tmp_path), PYTHON=sys.executable)
     proc = subprocess.run(
