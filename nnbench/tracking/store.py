@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from nnbench.errors import TrackingUnavailableError
@@ -71,6 +69,9 @@ def sqlite_path(uri: str) -> Path | None:
 
 def check_server(uri: str) -> None:
     """Raise TrackingUnavailableError unless the server answers its health check."""
+    import urllib.error  # here, not at the top: the tracking agent's start-up waits on it
+    import urllib.request
+
     url = uri.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
