@@ -20,6 +20,8 @@ import ctypes.util
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 OP_N, OP_T = 0, 1  # cublasOperation_t
 DEFAULT_MATH, TF32_MATH = 0, 3  # cublasMath_t: CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH
 WORKSPACE_BYTES = 32 * 1024 * 1024  # what cuBLAS recommends for Hopper
@@ -91,7 +93,7 @@ def plannable(dtype, *arrays) -> bool:
             return False
         if any(d < 1 or d > INT_MAX for d in a.shape):
             return False
-    return str(dtype) in ("float32", "float64")
+    return np.dtype(dtype).name in ("float32", "float64")  # a dtype or a type (np.float32)
 
 
 # ---------------------------------------------------------------------- the library

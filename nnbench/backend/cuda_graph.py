@@ -24,7 +24,9 @@ step, so that the bookkeeping and the device-side step run on the CPU in tests.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import traceback
 
 from nnbench.errors import invalid
 
@@ -108,6 +110,23 @@ class CupyCapturer:
         self.stream.synchronize()
 
 
+def _where(exc: BaseException) -> str:
+    """`` at nnbench/<file>:<line> (<function>)``: the innermost nnbench frame below this
+    module that led to ``exc``, i.e. the operation of the step that the graph could not hold
+    ('' when the step's own code is not nnbench's)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../nnbench
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename.startswith(package + os.sep) and f.filename != os.path.abspath(__file__)
+    ]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    short = os.path.relpath(frame.filename, os.path.dirname(package)).replace(os.sep, "/")
+    return f" at {short}:{frame.lineno} ({frame.name})"
+
+
 def _end_quietly(stream) -> None:
     """Leave capture mode after a failure inside it (the graph, if any, is dropped)."""
     try:
@@ -166,7 +185,7 @@ class StepGraphs:
         try:
             self._replays[key] = self.capturer.capture(key, step)
         except Exception as exc:  # the graph cannot hold some operation of the step
-            self.failures[key] = f"{type(exc).__name__}: {exc}"
+            self.failures[key] = f"{type(exc).__name__}: {exc}{_where(exc)}"
             print(
                 f"nnbench: CUDA graph capture failed for batch shape {key} "
                 f"({self.failures[key]}); those steps run eagerly",

@@ -105,6 +105,10 @@ class TorchGraphStep:
             self.loss = loss_fn(model(x), y)
             self.loss.backward()
             opt.step()
+        # The graph holds raw addresses, no references: whatever it reads or writes must
+        # outlive it, or the caching allocator hands that memory to the next cell's tensors
+        # (replays then read someone else's labels: a device-side assert).
+        self.model, self.optimizer, self.x, self.y = model, opt, x, y
 
     def __call__(self) -> None:
         self.graph.replay()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 
 import numpy as np
 import pytest
@@ -143,6 +144,29 @@ def test_a_failed_capture_falls_back_to_eager_steps_and_says_why():
     assert "NotImplementedError: calling cuBLAS" in graphs.failures[64]
     assert log.getvalue().count("CUDA graph capture failed for batch shape 64") == 1
     assert graphs.captured == []
+
+
+def test_a_failed_capture_names_the_operation_of_the_step_that_failed():
+    class Capturing(LogCapturer):
+        capturing = False
+
+        def capture(self, key, step):
+            self.capturing = True
+            try:
+                step()
+            finally:
+                self.capturing = False
+
+    def step():  # refused inside nnbench while capturing, as CuPy's matmul is
+        if capturer.capturing:
+            nb.get_backend("no-such-backend")
+
+    capturer = Capturing()
+    graphs = StepGraphs(capturer, log=io.StringIO())
+    for _ in range(3):
+        graphs.run(5, step)
+    assert re.search(r" at nnbench/backend/__init__\.py:\d+ \(get_backend\)$", graphs.failures[5])
+    assert capturer.log == [("eager", 5)] * 3  # warm-up, the failed capture's step, then eager
 
 
 def test_cuda_graph_on_numpy_is_a_user_error_naming_the_key():

@@ -12,11 +12,13 @@ import pytest
 from nnbench.backend import _cublas
 from nnbench.backend.cupy_backend import (
     MAX_ONE_BLOCK_ELEMENTS,
+    _backward_ok,
     _elementwise_ok,
     _gate_ok,
     _linear_ok,
     _rows_ok,
 )
+from nnbench.backend.numpy_backend import NumpyBackend
 
 F32, F64 = np.dtype("float32"), np.dtype("float64")
 
@@ -142,3 +144,71 @@ def test_plannable_needs_c_contiguous_float_arrays_in_32_bit_range():
     assert not _cublas.plannable(F64, a)
     assert not _cublas.plannable(np.dtype("int64"), np.zeros((2, 2), np.int64))
     assert not _cublas.plannable(F32, np.zeros((0, 4), F32))
+
+
+# ---------------------------------------------------------------------- a real step
+class DispatchProbe(NumpyBackend):
+    """NumPy with CuPy's row-major activation buffers, asking at each call the question
+    CupyBackend asks, with the operands a real training step passes and the backend's own
+    ``dtype`` attribute (a type, ``np.float32``, as on CuPy: not a dtype instance)."""
+
+    name = "probe"
+
+    def __init__(self, dtype):
+        super().__init__(dtype)
+        self.refused: list = []
+
+    def _ask(self, what, ok):
+        if not ok:
+            self.refused.append(what)
+
+    def linear(self, x, weight, bias, out=None, activation="identity"):
+        target = np.empty((x.shape[0], weight.shape[0]), self.dtype) if out is None else out
+        self._ask("linear", _linear_ok(self.dtype, x, weight, bias, target))
+        return super().linear(x, weight, bias, out, activation)
+
+    def linear_backward(self, dout, x, weight, grad_weight, grad_bias, dx=None):
+        ok = _backward_ok(self.dtype, dout, x, weight, grad_weight, grad_bias, dx)
+        self._ask("linear_backward", ok)
+        return super().linear_backward(dout, x, weight, grad_weight, grad_bias, dx)
+
+    def cross_entropy(self, logits, labels, dlogits=None, loss_out=None):
+        grad = np.empty_like(logits, order="C") if dlogits is None else dlogits
+        self._ask("cross_entropy", _rows_ok(self.dtype, logits, labels, grad, loss_out))
+        return super().cross_entropy(logits, labels, dlogits, loss_out)
+
+    def sgd_step(self, param, grad, buf, *, gate=None, **kwargs):
+        arrays = (param, grad) if not kwargs["momentum"] else (param, grad, buf)
+        self._ask("sgd_step", _elementwise_ok(self.dtype, *arrays) and _gate_ok(gate))
+        return super().sgd_step(param, grad, buf, gate=gate, **kwargs)
+
+    def adam_step(self, param, grad, m, v, *, gate=None, **kwargs):
+        ok = _elementwise_ok(self.dtype, param, grad, m, v) and _gate_ok(gate)
+        self._ask("adam_step", ok)
+        return super().adam_step(param, grad, m, v, gate=gate, **kwargs)
+
+
+@pytest.mark.parametrize("graphed", [False, True], ids=["eager", "graphed"])
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_real_training_step_takes_every_fast_path(dtype, optimizer, graphed):
+    """Every product, the loss and the optimizer update of an MLP's training step meet the
+    fast paths' conditions, eagerly and in the graphed step (where a fallback to CuPy's own
+    matmul cannot be captured): the rules are asked with the backend's real attributes."""
+    import nnbench as nb
+    from nnbench.backend.cuda_graph import HostCapturer
+    from nnbench.graphed import GraphedTraining
+    from nnbench.train import train_epoch
+
+    be = DispatchProbe(dtype)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((70, 12)), rng.integers(0, 4, 70)
+    model = nb.MLP(12, [16, 8], 4, seed=0, backend=be)
+    loss_fn = nb.CrossEntropyLoss()
+    opt = nb.SGD(model, lr=0.1, momentum=0.9) if optimizer == "momentum" else nb.Adam(model)
+    xd, yd = model.check_input(x), loss_fn.prepare(be, (len(y), 4), y)
+    if graphed:
+        GraphedTraining(model, loss_fn, opt, HostCapturer()).epoch(xd, yd, 32, rng)
+    else:
+        train_epoch(model, loss_fn, opt, xd, yd, 32, rng)
+    assert be.refused == []

@@ -33,6 +33,27 @@ def test_the_fused_paths_are_available(cupy32):
     assert "fused=False" not in repr(be)
 
 
+def test_a_training_step_goes_through_our_cublas(cupy_be, monkeypatch):
+    """Each Dense layer's three products and its bias gradient reach cuBLAS through ctypes
+    (CuPy's own matmul would be refused inside a CUDA graph capture)."""
+    from nnbench.backend import _cublas
+    from nnbench.train import train_epoch
+
+    be, calls = cupy_be, []
+    blas = be._cublas()
+    monkeypatch.setattr(blas, "gemm", lambda plan, f=blas.gemm: calls.append("gemm") or f(plan))
+    monkeypatch.setattr(blas, "gemv", lambda plan, f=blas.gemv: calls.append("gemv") or f(plan))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 12)), rng.integers(0, 4, 32)
+    model = nb.MLP(12, [16], 4, seed=0, backend=be)
+    loss_fn, opt = nb.CrossEntropyLoss(), nb.Adam(model)
+    xd, yd = model.check_input(x), loss_fn.prepare(be, (32, 4), y)
+    train_epoch(model, loss_fn, opt, xd, yd, 32, rng)  # one step
+    # 2 forward products, 2 weight gradients, 1 input gradient, 2 bias gradients
+    assert sorted(calls) == ["gemm"] * 5 + ["gemv"] * 2, calls
+    assert isinstance(blas, _cublas.Cublas)
+
+
 def test_dropout_masks_and_uniforms_follow_the_philox_reference(cupy_be):
     be, dtype = cupy_be, cupy_be.dtype_name
     rng = be.rng(0xC0FFEE)
