@@ -1,15 +1,18 @@
 """The backend matrix: every test taking ``backend`` runs on numpy, strict and (with a GPU)
-cupy; an absent backend is skipped with the reason."""
+cupy; an absent backend is skipped with the reason. And the warm tracking agents that the
+session's runs start live in a folder of the session's, and are stopped when it ends."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 import pytest
 
 import nnbench as nb
 from nnbench.errors import BackendUnavailableError
+from nnbench.tracking.daemon import stop
 
 BACKEND_NAMES = ("numpy", "strict", "cupy")
 
@@ -21,6 +24,23 @@ def make_backend(name: str, dtype: str = "float64"):
         return nb.get_backend(name, dtype)
     except BackendUnavailableError as exc:
         pytest.skip(f"{name} backend unavailable here: {exc}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_agents(tmp_path_factory):
+    """Every run of the session shares the session's warm tracking agents (one folder,
+    NNBENCH_AGENT_DIR, inherited by the programs the tests start); they are stopped at the
+    end, their open runs ended KILLED."""
+    folder = tmp_path_factory.mktemp("agents")
+    folder.chmod(0o700)
+    saved = os.environ.get("NNBENCH_AGENT_DIR")
+    os.environ["NNBENCH_AGENT_DIR"] = str(folder)
+    yield folder
+    stop(folder)
+    if saved is None:
+        os.environ.pop("NNBENCH_AGENT_DIR", None)
+    else:
+        os.environ["NNBENCH_AGENT_DIR"] = saved
 
 
 def pytest_report_header(config):

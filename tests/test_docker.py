@@ -297,6 +297,7 @@ def _fresh_env(tmp_path: Path) -> dict[str, str]:
     env["PATH"] = f"{shim}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     env["HOME"] = str(tmp_path / "home")
     env["NNBENCH_DATA"] = str(tmp_path / "data")
+    env["NNBENCH_AGENT_DIR"] = os.environ["NNBENCH_AGENT_DIR"]  # the session's warm agents
     return env
 
 

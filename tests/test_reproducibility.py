@@ -30,6 +30,7 @@ def _start(folder: Path, seed: int) -> subprocess.Popen:
     dropped = ("HYDRA_FULL_ERROR", "MLFLOW_", "NNBENCH_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env["NNBENCH_DATA"] = str(folder / "data")
+    env["NNBENCH_AGENT_DIR"] = os.environ["NNBENCH_AGENT_DIR"]  # the session's warm agents
     return subprocess.Popen(
         [sys.executable, "-m", "nnbench", f"seed={seed}", *ARGS],
         cwd=folder,

@@ -15,6 +15,8 @@ Commands (``op``) and answers:
   process wrote (curves, decision boundary, environment manifest: `finish_artifacts`), log
   it, delete it.
 - ``end {status}`` -> ``ended``.
+- ``abandon {uri, run_id, message}`` -> ``ended``: a run whose agent died with it open
+  (the warm agent, killed outright) ends FAILED with the message, if still RUNNING.
 
 A failing command answers ``error {unavailable, message}``; after it the run still takes
 metrics and tags, as far as the store does, and ``end`` ends it FAILED with that error.
@@ -40,22 +42,31 @@ QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")
 
 
 class Agent:
-    """Executes the commands of one training process, one run at a time."""
+    """Executes the commands of one training process, one run at a time. The stores'
+    clients and the prepared state are shared by every agent of the process (the warm
+    agent, `nnbench.tracking.daemon`, serves many training processes, one command at a
+    time)."""
+
+    clients: dict = {}  # store URI -> MlflowClient
+    prepared = False
 
     def __init__(self, answer):
         self.answer = answer
-        self.clients: dict = {}
         self.recorder = None
         self.error: str | None = None  # the first failure of the open run
-        self.prepared = False
 
     def client(self, uri: str):
-        """One client per store, opened (and the store created or checked) once."""
-        if uri not in self.clients:
-            from nnbench.tracking import store
+        """One client per store, opened (and the store created or checked) once, and again
+        when its SQLite file was deleted or replaced since (a warm agent outlives stores)."""
+        from nnbench.tracking import store
 
-            self.clients[uri] = store.client(uri)
-        return self.clients[uri]
+        known = self.clients.get(uri)
+        if known is None or known[1] != _identity(store.sqlite_path(uri)):
+            if known is not None:
+                store.forget(uri)
+            client = store.client(uri)
+            self.clients[uri] = known = (client, _identity(store.sqlite_path(uri)))
+        return known[0]
 
     def handle(self, command: dict) -> None:
         op = command.pop("op")
@@ -117,7 +128,7 @@ class Agent:
 
         environment_manifest()
         learning_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
-        self.prepared = True
+        Agent.prepared = True
 
     def start(self, uri, experiment, run_name, params, tags, parent) -> None:
         """Create the run, `prepare`, then answer: the training process waits for this
@@ -164,6 +175,18 @@ class Agent:
             self.report(exc)
         self.answer({"op": "ended"})
 
+    def abandon(self, uri: str, run_id: str, message: str) -> None:
+        """``abandon {uri, run_id, message}`` -> ``ended``: the run's own agent died with
+        the run open; end it FAILED with the message, unless it has ended already."""
+        try:
+            client = self.client(uri)
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_tag(run_id, OUTCOME_TAG, "failed")
+                client.set_tag(run_id, ERROR_TAG, message[:5000])
+                client.set_terminated(run_id, "FAILED")
+        finally:
+            self.answer({"op": "ended"})
+
     def orphaned(self) -> None:
         """stdin closed: the training process is gone; end an open run KILLED."""
         if self.recorder is not None:
@@ -172,6 +195,17 @@ class Agent:
             except Exception:
                 traceback.print_exc(file=sys.stderr)
             self.recorder = None
+
+
+def _identity(path) -> tuple | None:
+    """Which file ``path`` is now (None for a server's store or a missing file)."""
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
 
 
 def serve(lines, answer) -> None:
@@ -185,13 +219,19 @@ def serve(lines, answer) -> None:
         agent.orphaned()
 
 
-def main() -> None:
+def quiet_libraries() -> None:
+    """MLflow's defaults for a recording process (set before MLflow is imported) and its
+    libraries' loggers at WARNING."""
     from nnbench.tracking.store import mlflow_defaults
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     mlflow_defaults()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_libraries()
     out = sys.stdout
 
     def answer(message: dict) -> None:

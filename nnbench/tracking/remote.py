@@ -13,9 +13,11 @@ as early as possible, before the config is even composed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -34,39 +36,23 @@ class TrackingError(RuntimeError):
     """The tracking agent failed on something other than an unreachable store."""
 
 
-class AgentStopped(TrackingError):
-    """The tracking agent is gone: nothing more can be recorded."""
+class AgentStopped(TrackingError, TrackingUnavailableError):
+    """The tracking agent is gone: nothing more can be recorded (one line, exit status 2)."""
 
 
-class AgentProcess:
-    """A running agent: commands go to its stdin as JSON lines, answers come back the same
-    way. Answers are read unbuffered, so that a poll never misses one already received."""
+class AgentChannel:
+    """Commands to an agent as JSON lines, its answers back the same way. Answers are read
+    unbuffered, so that a poll never misses one already received."""
 
     def __init__(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
-        # One BLAS/OpenMP thread: the agent multiplies no matrices, and idle pool threads
-        # spinning in it would take the cores from the training process's BLAS threads.
-        env.update(dict.fromkeys(SINGLE_THREAD, "1"))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nnbench.tracking.agent"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # Ctrl-C goes to the training process, which ends the run
-        )
         self.pid = os.getpid()
         self._buffer = b""
         self._answers: deque = deque()
 
-    def alive(self) -> bool:
-        return self.pid == os.getpid() and self.proc.poll() is None
-
     def send(self, op: str, **fields) -> None:
         try:
-            self.proc.stdin.write(json.dumps({"op": op, **fields}).encode() + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError) as exc:
+            self._write(json.dumps({"op": op, **fields}).encode() + b"\n")
+        except (OSError, ValueError) as exc:
             raise self.stopped() from exc
 
     def poll(self) -> dict | None:
@@ -78,17 +64,46 @@ class AgentProcess:
         return self._next(wait=True)
 
     def _next(self, wait: bool) -> dict | None:
-        fd = self.proc.stdout.fileno()
         while not self._answers:
-            if not wait and not select.select([fd], [], [], 0)[0]:
+            if not wait and not select.select([self.fileno()], [], [], 0)[0]:
                 return None
-            chunk = os.read(fd, 1 << 16)
+            try:
+                chunk = self._read()
+            except OSError:
+                chunk = b""
             if not chunk:
                 raise self.stopped()
             self._buffer += chunk
             *lines, self._buffer = self._buffer.split(b"\n")
             self._answers.extend(json.loads(line) for line in lines if line.strip())
         return self._answers.popleft()
+
+
+class AgentProcess(AgentChannel):
+    """An agent of our own: ``python -m nnbench.tracking.agent`` on pipes."""
+
+    def __init__(self):
+        super().__init__()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nnbench.tracking.agent"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=agent_env(),
+            start_new_session=True,  # Ctrl-C goes to the training process, which ends the run
+        )
+
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.proc.poll() is None
+
+    def fileno(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def _write(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def _read(self) -> bytes:
+        return os.read(self.fileno(), 1 << 16)
 
     def stopped(self) -> AgentStopped:
         code = self.proc.poll()
@@ -103,14 +118,110 @@ class AgentProcess:
             self.proc.stdin.close()
 
 
-_agent: AgentProcess | None = None
+class AgentConnection(AgentChannel):
+    """A connection to the warm agent (`nnbench.tracking.daemon`) on its Unix socket."""
+
+    def __init__(self, sock: socket.socket, path: Path):
+        super().__init__()
+        self.sock, self.path = sock, path
+
+    @classmethod
+    def open(cls, path: Path, timeout: float = 0.0, starting=None):
+        """Connected to the agent at ``path``, trying until ``timeout`` (or until the agent
+        process ``starting`` has exited without anyone listening); None if none."""
+        deadline = time.monotonic() + timeout
+        while True:
+            gone = starting is not None and starting.poll() is not None
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+                return cls(sock, path)
+            except OSError:
+                sock.close()
+                if gone or time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.01)
+
+    def alive(self) -> bool:
+        """Ours (not a fork's) and not closed by the agent."""
+        if self.pid != os.getpid() or self.sock.fileno() < 0:
+            return False
+        if self._answers or not select.select([self.sock], [], [], 0)[0]:
+            return True
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except OSError:
+            return False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def _write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _read(self) -> bytes:
+        return self.sock.recv(1 << 16)
+
+    def stopped(self) -> AgentStopped:
+        return AgentStopped(
+            f"the tracking agent at {self.path} stopped (its log: "
+            f"{self.path.with_suffix('.log')}); what the run recorded before is kept"
+        )
+
+    def close(self) -> None:
+        """Hang up: the agent ends an open run KILLED."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
-def agent() -> AgentProcess:
-    """This process's agent, started if there is none (or it died, or we were forked)."""
+def agent_env() -> dict[str, str]:
+    """An agent's environment: this nnbench importable, one BLAS/OpenMP thread (the agent
+    multiplies no matrices, and idle pool threads spinning in it would take the cores from
+    the training process's BLAS threads)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    env.update(dict.fromkeys(SINGLE_THREAD, "1"))
+    return env
+
+
+def warm_agent() -> AgentConnection | None:
+    """A connection to this setup's warm agent, started in the background if there is none
+    yet; None where there can be none (``NNBENCH_AGENT=process``, no private folder)."""
+    from nnbench.tracking import daemon
+
+    if os.environ.get("NNBENCH_AGENT", "warm") == "process":
+        return None
+    try:
+        path = daemon.socket_path()
+    except OSError:  # no private folder for the socket: an agent of our own instead
+        return None
+    connection = AgentConnection.open(path)
+    if connection is not None:
+        return connection
+    with open(path.with_suffix(".log"), "ab") as log:
+        starting = subprocess.Popen(
+            [sys.executable, "-m", "nnbench.tracking.daemon", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=agent_env(),
+            cwd=path.parent,
+            start_new_session=True,  # outlives us, and Ctrl-C does not reach it
+        )
+    # It listens before its imports: a connection is accepted within a fraction of a second
+    # (or it exits at once, when another agent of this setup started first and listens).
+    return AgentConnection.open(path, timeout=10.0, starting=starting)
+
+
+_agent: AgentChannel | None = None
+
+
+def agent() -> AgentChannel:
+    """This process's agent: the warm one, else one of our own; started or reconnected if
+    there is none (or it died, or we were forked)."""
     global _agent
     if _agent is None or not _agent.alive():
-        _agent = AgentProcess()
+        _agent = warm_agent() or AgentProcess()
     return _agent
 
 
@@ -124,17 +235,19 @@ class AgentRecorder:
     most every ``flush_interval`` seconds; an error the agent reports is raised at the next
     call (once)."""
 
-    def __init__(self, process: AgentProcess, flush_interval: float = FLUSH_INTERVAL_S):
+    def __init__(self, process: AgentChannel, flush_interval: float = FLUSH_INTERVAL_S):
         self.process = process
         self.flush_interval = flush_interval
         self._pending: list = []
         self._last_flush = time.monotonic()
         self._run_id: str | None = None
         self._ended = False
+        self.store: str | None = None  # the store holding the run
 
     @classmethod
     def start(cls, *, uri, experiment, run_name, params, tags, parent=None):
         recorder = cls(agent())
+        recorder.store = parent["uri"] if parent else uri
         recorder.process.send(
             "start",
             uri=uri,
@@ -202,6 +315,13 @@ class AgentRecorder:
         if self._ended:
             return
         self._ended = True
+        try:
+            self._end(status)
+        except AgentStopped as stopped:
+            self._abandon(stopped)
+            raise
+
+    def _end(self, status: str) -> None:
         pending, self._pending = self._pending, []
         if pending:
             self.process.send("metrics", metrics=pending)
@@ -217,6 +337,21 @@ class AgentRecorder:
                 error = error or exc
         if error is not None:
             raise error
+
+    def _abandon(self, stopped: AgentStopped) -> None:
+        """Our agent died with the run open (a warm agent killed outright): an agent of our
+        own ends the run FAILED with why, unless it ended already. No run is left RUNNING."""
+        if self._run_id is None or self.store is None:
+            return
+        helper = AgentProcess()
+        try:
+            helper.send("abandon", uri=self.store, run_id=self._run_id, message=str(stopped))
+            while helper.wait()["op"] != "ended":
+                pass
+        except AgentStopped:
+            pass
+        finally:
+            helper.close()
 
 
 def planned_store(argv: list[str]) -> str | None:

@@ -33,8 +33,13 @@ def default_uri(outputs: Path = DEFAULT_OUTPUTS) -> str:
 
 
 def resolve_uri(configured: str | None, outputs: Path = DEFAULT_OUTPUTS) -> str:
-    """``tracking.uri``, else $MLFLOW_TRACKING_URI, else the default SQLite store."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(outputs)
+    """``tracking.uri``, else $MLFLOW_TRACKING_URI, else the default SQLite store; a relative
+    SQLite path is made absolute (the tracking agent does not share our working folder)."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(outputs)
+    path = sqlite_path(uri)
+    if path is not None and not path.is_absolute():
+        return f"sqlite:///{path.resolve()}"
+    return uri
 
 
 def is_server(uri: str) -> bool:
@@ -115,6 +120,24 @@ def client(uri: str):
         mlflow_client = MlflowClient(tracking_uri=uri)
         mlflow_client.search_experiments(max_results=1)  # runs the migrations, once
     return mlflow_client
+
+
+def forget(uri: str) -> None:
+    """Drop what MLflow keeps of the store at ``uri`` (its store object and SQLAlchemy engine,
+    cached per URI for the life of the process), so that the next client opens the file that
+    is there now: a long-lived process (the warm tracking agent) outlives the files it opened.
+    These caches are MLflow's private attributes; where they moved, nothing is dropped."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service import utils
+
+    registry = getattr(utils, "_tracking_store_registry", None)
+    cached = getattr(registry, "_get_store_with_resolved_uri", None)
+    if hasattr(cached, "cache_clear"):
+        cached.cache_clear()
+    engines = getattr(SqlAlchemyStore, "_engine_map", {})
+    engine = engines.pop(uri, None)
+    if engine is not None:
+        engine.dispose()
 
 
 def experiment_id(mlflow_client, name: str, uri: str) -> str:

@@ -1,0 +1,266 @@
+"""The warm tracking agent: one long-lived agent serving every run of a user's setup.
+
+A run's agent spends about 1.5 s importing MLflow, SQLAlchemy and matplotlib and opening the
+store, more than the 50-epoch run it records. So the first tracked run starts this agent in
+the background; it listens on a Unix socket, keeps its imports, stores and fonts warm, and
+serves every later run (each connection speaks `nnbench.tracking.agent`'s protocol) until it
+has had no connection for ``NNBENCH_AGENT_IDLE_S`` seconds (default 600). Then it exits.
+
+    python -m nnbench.tracking.daemon <socket path>     (started by nnbench, not by hand)
+    python -m nnbench.tracking.daemon --stop            (stop the warm agents now)
+
+- One per setup: the socket's name is a digest of the interpreter, nnbench's source files,
+  the installed packages' folders and the MLflow/credential environment variables
+  (`setup_key`), so an edited checkout, a ``pip install`` or another tracking configuration
+  gets an agent of its own instead of a stale one.
+- Private: the socket lives in ``$NNBENCH_AGENT_DIR``, else ``$XDG_RUNTIME_DIR/nnbench``,
+  else ``/tmp/nnbench-<uid>``, a folder only its owner can enter (checked, or no agent).
+- One command at a time: a lock serializes the connections' commands (parallel jobs of a
+  sweep share the agent, and the store sees one writer).
+- Nothing lost: a connection that closes with a run open ends it KILLED, as a companion
+  process does; SIGTERM ends every open run KILLED before the agent exits.
+- ``NNBENCH_AGENT=process`` gives each training process its own agent instead (no socket).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+
+IDLE_S = 600.0
+# Environment that changes what the agent does: the store, its credentials and transport.
+KEY_ENV_PREFIXES = ("MLFLOW_", "AWS_", "AZURE_", "GOOGLE_", "NNBENCH_AGENT")
+KEY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+KEY_ENV += ("CUDA_VISIBLE_DEVICES", "PYTHONPATH")
+
+
+class UnsafeDirectory(OSError):
+    """The agent's folder could be entered by someone else: no agent lives there."""
+
+
+def runtime_dir() -> Path:
+    """The private folder of the agents' sockets (created with mode 0700 if missing)."""
+    chosen = os.environ.get("NNBENCH_AGENT_DIR")
+    if chosen:
+        folder = Path(chosen)
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        folder = Path(os.environ["XDG_RUNTIME_DIR"]) / "nnbench"
+    else:
+        folder = Path("/tmp") / f"nnbench-{os.getuid()}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise UnsafeDirectory(f"{folder} must be a folder of yours that only you can enter")
+    return folder
+
+
+def setup_key() -> str:
+    """A digest of everything a warm agent could hold stale (see the module docstring)."""
+    package = Path(__file__).resolve().parents[1]
+    parts = [sys.executable, sys.version]
+    for source in sorted(package.rglob("*.py")):
+        info = source.stat()
+        parts.append(f"{source}:{info.st_mtime_ns}:{info.st_size}")
+    for entry in sys.path:
+        if entry.endswith("-packages"):
+            with contextlib.suppress(OSError):
+                parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
+    for name in sorted(os.environ):
+        if name.startswith(KEY_ENV_PREFIXES) or name in KEY_ENV:
+            parts.append(f"{name}={os.environ[name]}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+SOCKET_PATH_MAX = 100  # bytes: AF_UNIX addresses hold 108 on Linux, 104 on macOS
+
+
+def socket_path() -> Path:
+    """This setup's socket (OSError when `runtime_dir` cannot hold one)."""
+    path = runtime_dir() / f"agent-{setup_key()}.sock"
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        raise OSError(f"{path}: too long a path for a Unix socket")
+    return path
+
+
+def idle_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get("NNBENCH_AGENT_IDLE_S", IDLE_S)))
+    except ValueError:
+        return IDLE_S
+
+
+class Server:
+    """Accepts connections on ``path`` and serves each in a thread of its own."""
+
+    def __init__(self, path: Path, idle_s: float):
+        self.path, self.idle_s = path, idle_s
+        self.lock = threading.Lock()  # one command at a time, whichever connection sent it
+        self.agents: set = set()
+        self.connections = 0
+        self.last_seen = time.monotonic()
+        self._count = threading.Lock()
+
+    def claim(self) -> bool:
+        """Hold ``<socket>.lock`` for life; False when another agent holds it already."""
+        self._lock_file = open(self.path.with_suffix(".lock"), "w")  # noqa: SIM115 (held)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+        return True
+
+    def listen(self) -> socket.socket:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a dead agent's socket: we hold the lock, so it is dead
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        listener.listen(64)
+        listener.settimeout(1.0)
+        return listener
+
+    def serve_forever(self, listener: socket.socket) -> None:
+        """Serve until idle: no connection for ``idle_s``. Then the socket's name goes first
+        (a new client starts a new agent), the connections already queued are served, and
+        the agent returns once they are done."""
+        while True:
+            try:
+                self.accept(listener.accept()[0])
+            except TimeoutError:
+                if self.idle():
+                    break
+        self.remove()
+        listener.setblocking(False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while True:
+                self.accept(listener.accept()[0])
+        while not self.idle(quiet_s=0.0):
+            time.sleep(0.05)
+
+    def idle(self, quiet_s: float | None = None) -> bool:
+        quiet_s = self.idle_s if quiet_s is None else quiet_s
+        with self._count:
+            return self.connections == 0 and time.monotonic() - self.last_seen >= quiet_s
+
+    def accept(self, conn: socket.socket) -> None:
+        with self._count:
+            self.connections += 1
+        threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+
+    def serve_connection(self, conn: socket.socket) -> None:
+        from nnbench.tracking.agent import Agent
+
+        conn.settimeout(None)
+        writer = threading.Lock()
+
+        def answer(message: dict) -> None:
+            with writer:
+                with contextlib.suppress(OSError):  # the training process is gone
+                    conn.sendall(json.dumps(message).encode() + b"\n")
+
+        agent = Agent(answer)
+        with self.lock:
+            self.agents.add(agent)
+        try:
+            for line in conn.makefile("rb"):
+                if line.strip():
+                    with self.lock:
+                        agent.handle(json.loads(line))
+        except (OSError, ValueError):
+            pass  # a broken connection or line: the run ends KILLED below
+        finally:
+            with self.lock:
+                agent.orphaned()
+                self.agents.discard(agent)
+            conn.close()
+            with self._count:
+                self.connections -= 1
+                self.last_seen = time.monotonic()
+
+    def terminate(self, *_) -> None:
+        """SIGTERM: end every open run KILLED, then exit."""
+        with self.lock:
+            for agent in list(self.agents):
+                agent.orphaned()
+        self.remove()
+        os._exit(0)
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def running_agents(folder: Path) -> list[int]:
+    """The process ids of the warm agents living in ``folder`` (each holds its lock file;
+    a lock nobody holds is a finished agent's, whatever pid it names)."""
+    pids = []
+    for lock in sorted(folder.glob("agent-*.lock")):
+        try:
+            with open(lock) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError:  # held: its agent is alive
+                    pids.append(int(handle.read().strip() or 0))
+        except (OSError, ValueError):
+            continue
+    return [pid for pid in pids if pid > 0]
+
+
+def stop(folder: Path | None = None) -> list[int]:
+    """SIGTERM to every warm agent in ``folder`` (default: `runtime_dir`); their open runs
+    end KILLED. Returns the process ids signalled."""
+    folder = runtime_dir() if folder is None else folder
+    stopped = []
+    for pid in running_agents(folder):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(pid)
+    return stopped
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nnbench.tracking.agent import quiet_libraries
+
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--stop"]:  # python -m nnbench.tracking.daemon --stop
+        pids = stop()
+        print(f"stopped {len(pids)} warm tracking agent(s) in {runtime_dir()}")
+        return
+    server = Server(Path(args[0]), idle_seconds())
+    if not server.claim():
+        return  # another agent serves this setup: the client connects to it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, server.terminate)
+    listener = server.listen()  # before the imports: a client may connect and queue now
+    quiet_libraries()
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (the store's 1 s of imports)
+
+    from nnbench.tracking.agent import Agent
+
+    Agent(lambda message: None).prepare()  # matplotlib, its fonts, the installed packages
+    try:
+        server.serve_forever(listener)
+    finally:
+        server.remove()
+    log = server.path.with_suffix(".log")
+    with contextlib.suppress(OSError):
+        if log.stat().st_size == 0:
+            log.unlink()
+    sys.stderr.flush()
+    os._exit(0)  # skip the teardown of MLflow, SQLAlchemy and matplotlib
+
+
+if __name__ == "__main__":
+    main()
