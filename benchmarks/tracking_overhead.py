@@ -9,8 +9,10 @@ Three views, each measured in interleaved rounds (A B, then B A, ...) and report
 median over rounds:
 
 (a) Whole process: wall time of ``python -m nnbench trainer.epochs=50`` with
-    ``tracking=none``, with tracking on an existing store (the usual case: a project's
-    outputs/mlflow.db already exists) and with tracking on a fresh store (the first run).
+    ``tracking=none`` against tracking on: served by the warm agent on an existing store
+    (the usual case: an earlier run started the agent, and outputs/mlflow.db exists), by
+    the warm agent on a fresh store, by an agent that the run itself starts (the first run
+    of a session), and with an agent per run (``NNBENCH_AGENT=process``).
 (b) The training loop alone, in one process: ``nb.fit`` on the same data, seed and
     initial weights with the recorder's ``log_epoch`` as callback (the AgentRecorder a run
     uses, with its agent on a real SQLite store) against no callback and against the
@@ -51,13 +53,24 @@ def child_env(cwd: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------- (a) whole process
-def time_process(cwd: Path, epochs: int, tracking: str) -> float:
+WARM = "mlflow, warm agent"
+VARIANTS_A = (
+    # name: (store, environment of the run)
+    ("none", ("none", {})),
+    (WARM, ("existing", {})),
+    ("mlflow, warm agent, fresh store", ("fresh", {})),
+    ("mlflow, agent started by the run", ("existing", {"cold": "1"})),
+    ("mlflow, agent per run (process)", ("existing", {"NNBENCH_AGENT": "process"})),
+)
+
+
+def time_process(cwd: Path, epochs: int, tracking: str, env: dict | None = None) -> float:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "nnbench", f"trainer.epochs={epochs}", f"tracking={tracking}"]
         + list(DIGITS_ARGS),
         cwd=cwd,
-        env=child_env(cwd),
+        env={**child_env(cwd), **(env or {})},
         capture_output=True,
         text=True,
     )
@@ -68,24 +81,38 @@ def time_process(cwd: Path, epochs: int, tracking: str) -> float:
 
 
 def part_a(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
+    """The variants of VARIANTS_A in interleaved rounds. The warm agent lives in a folder of
+    this benchmark's (started by an unmeasured first run); "agent started by the run" gets a
+    new, empty agent folder each round, so that its run starts the agent (the first run of
+    a session); every agent is stopped at the end."""
+    from nnbench.tracking import daemon
+
+    agents = tmp / "agents"
+    agents.mkdir(mode=0o700)
     existing = tmp / "existing"
     existing.mkdir()
-    time_process(existing, 1, "mlflow")  # creates the store once; not measured
-    times = {"none": [], "mlflow, existing store": [], "mlflow, fresh store": []}
-    for r in range(rounds):
-        order = list(times) if r % 2 == 0 else list(reversed(times))
-        for variant in order:
-            if variant == "none":
-                cwd = tmp / f"none-{r}"
-                cwd.mkdir()
-                times[variant].append(time_process(cwd, epochs, "none"))
-            elif variant == "mlflow, existing store":
-                times[variant].append(time_process(existing, epochs, "mlflow"))
-            else:
-                cwd = tmp / f"fresh-{r}"
-                cwd.mkdir()
-                times[variant].append(time_process(cwd, epochs, "mlflow"))
-        print(f"  (a) round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    warm_env = {"NNBENCH_AGENT_DIR": str(agents)}
+    time_process(existing, 1, "mlflow", warm_env)  # the store and the warm agent; not measured
+    times: dict[str, list[float]] = {name: [] for name, _ in VARIANTS_A}
+    try:
+        for r in range(rounds):
+            order = VARIANTS_A if r % 2 == 0 else VARIANTS_A[::-1]
+            for name, (store, env) in order:
+                env = dict(env)
+                cold = env.pop("cold", None)
+                folder = tmp / f"agents-{r}" if cold else agents
+                folder.mkdir(mode=0o700, exist_ok=True)
+                env.setdefault("NNBENCH_AGENT_DIR", str(folder))
+                cwd = existing if store == "existing" else tmp / f"{store}-{r}"
+                cwd.mkdir(exist_ok=True)
+                tracking = "none" if store == "none" else "mlflow"
+                times[name].append(time_process(cwd, epochs, tracking, env))
+                if cold:  # gone before the next variant runs
+                    daemon.stop(folder)
+            print(f"  (a) round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    finally:
+        for folder in tmp.glob("agents*"):
+            daemon.stop(folder)
     return times
 
 
@@ -175,7 +202,8 @@ def phase_worker(folder: Path, epochs: int) -> None:
     timed("import matplotlib.pyplot", lambda: __import__("matplotlib.pyplot"))
     from nnbench import tracking
     from nnbench.manifest import environment_manifest, git_state
-    from nnbench.tracking import plots, store
+    from nnbench.tracking import store
+    from nnbench.tracking.curves import draw_curves
     from nnbench.tracking.params import to_params
     from nnbench.weights import save_weights
 
@@ -215,7 +243,7 @@ def phase_worker(folder: Path, epochs: int) -> None:
     timed("artifact: weights.npz", lambda: save_weights(artifacts / "w.npz", model.state_dict()))
     timed(
         "artifact: curves.png",
-        lambda: plots.learning_curves(run["result"].history, artifacts / "curves.png"),
+        lambda: draw_curves(run["result"].history, artifacts / "curves.png"),
     )
     timed("upload artifacts", lambda: client.log_artifacts(recorder.run_id, str(artifacts)))
     timed("end run", lambda: recorder.end("FINISHED"))
@@ -308,9 +336,9 @@ def main(argv=None) -> None:
         if "a" not in args.skip:
             a = part_a(args.rounds, args.epochs, tmp)
             print(table("(a) whole process, python -m nnbench", a, "none"))
-            for variant in ("mlflow, existing store", "mlflow, fresh store"):
+            for variant in list(a)[1:]:
                 extra = median(a[variant]) - median(a["none"])
-                print(f"  {variant}: +{extra:.2f} s (+{100 * extra / median(a['none']):.0f}%)")
+                print(f"  {variant}: {extra:+.3f} s ({100 * extra / median(a['none']):+.1f}%)")
         if "b" not in args.skip:
             b = part_b(max(args.rounds, args.loop_rounds), args.epochs, tmp)
             print(table("(b) training loop alone (nb.fit), in-process", b, "no callback"))

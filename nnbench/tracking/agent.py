@@ -124,10 +124,10 @@ class Agent:
         if self.prepared:
             return
         from nnbench.manifest import environment_manifest
-        from nnbench.tracking.plots import learning_curves
+        from nnbench.tracking.curves import draw_curves
 
         environment_manifest()
-        learning_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
+        draw_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
         Agent.prepared = True
 
     def start(self, uri, experiment, run_name, params, tags, parent) -> None:

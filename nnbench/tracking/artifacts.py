@@ -18,6 +18,7 @@ import numpy as np
 
 from nnbench.manifest import environment_manifest, trainer_manifest
 from nnbench.tracking import plots
+from nnbench.tracking.curves import draw_curves
 from nnbench.tracking.params import OVERFLOW_ARTIFACT
 from nnbench.weights import save_weights
 
@@ -45,7 +46,7 @@ def finish_artifacts(folder: Path, *, history: list, title: str, trainer: dict) 
     manifest (``trainer`` is `trainer_manifest` from the training process)."""
     manifest = {**environment_manifest(), **trainer}
     (folder / "environment.json").write_text(json.dumps(manifest, indent=1, default=str))
-    plots.learning_curves(history, folder / "curves.png", title)
+    draw_curves(history, folder / "curves.png", title)
     boundary = folder / BOUNDARY_FILE
     if boundary.exists():
         with np.load(boundary, allow_pickle=False) as grid:

@@ -98,6 +98,31 @@ def mlflow_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+def write_ahead_log() -> None:
+    """Every SQLite connection this process opens from now on uses SQLite's write-ahead log
+    with ``synchronous=NORMAL``: a commit appends to the log without waiting for the disk
+    (the log is synced at checkpoints; a crash of the process loses nothing, a power cut
+    at most the last commits), and readers (the UI, the report) never block the writer. A
+    run's dozen commits then cost about 1 ms each instead of 5-10. The mode stays with the
+    file (``mlflow.db-wal`` and ``-shm`` beside it); it needs a local file system, as
+    SQLite itself does for concurrent use."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _write_ahead):
+        event.listen(Engine, "connect", _write_ahead)
+
+
+def _write_ahead(dbapi_connection, _record) -> None:
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
 def client(uri: str):
     """An MlflowClient for ``uri``, with the store created (SQLite) or checked (server)."""
     mlflow_defaults()
@@ -116,6 +141,7 @@ def client(uri: str):
             f"the SQLite store {uri} cannot be created: {exc.strerror or exc} "
             f"({path.parent}); set tracking.uri to a writable place, or use tracking=none"
         ) from exc
+    write_ahead_log()
     with _locked(path.with_name(path.name + ".lock")):
         mlflow_client = MlflowClient(tracking_uri=uri)
         mlflow_client.search_experiments(max_results=1)  # runs the migrations, once
