@@ -53,15 +53,14 @@ def child_env(cwd: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------- (a) whole process
-WARM = "mlflow, warm agent"
-VARIANTS_A = (
-    # name: (store, environment of the run)
-    ("none", ("none", {})),
-    (WARM, ("existing", {})),
-    ("mlflow, warm agent, fresh store", ("fresh", {})),
-    ("mlflow, agent started by the run", ("existing", {"cold": "1"})),
-    ("mlflow, agent per run (process)", ("existing", {"NNBENCH_AGENT": "process"})),
-)
+VARIANTS_A = {
+    # short name: (row label, store, environment of the run)
+    "none": ("none", "none", {}),
+    "warm": ("mlflow, warm agent", "existing", {}),
+    "fresh": ("mlflow, warm agent, fresh store", "fresh", {}),
+    "cold": ("mlflow, agent started by the run", "existing", {"cold": "1"}),
+    "process": ("mlflow, agent per run (process)", "existing", {"NNBENCH_AGENT": "process"}),
+}
 
 
 def time_process(cwd: Path, epochs: int, tracking: str, env: dict | None = None) -> float:
@@ -80,7 +79,7 @@ def time_process(cwd: Path, epochs: int, tracking: str, env: dict | None = None)
     return elapsed
 
 
-def part_a(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
+def part_a(rounds: int, epochs: int, tmp: Path, chosen: list[str]) -> dict[str, list[float]]:
     """The variants of VARIANTS_A in interleaved rounds. The warm agent lives in a folder of
     this benchmark's (started by an unmeasured first run); "agent started by the run" gets a
     new, empty agent folder each round, so that its run starts the agent (the first run of
@@ -93,11 +92,12 @@ def part_a(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
     existing.mkdir()
     warm_env = {"NNBENCH_AGENT_DIR": str(agents)}
     time_process(existing, 1, "mlflow", warm_env)  # the store and the warm agent; not measured
-    times: dict[str, list[float]] = {name: [] for name, _ in VARIANTS_A}
+    variants = [VARIANTS_A[key] for key in ["none", *chosen]]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
     try:
         for r in range(rounds):
-            order = VARIANTS_A if r % 2 == 0 else VARIANTS_A[::-1]
-            for name, (store, env) in order:
+            order = variants if r % 2 == 0 else variants[::-1]
+            for name, store, env in order:
                 env = dict(env)
                 cold = env.pop("cold", None)
                 folder = tmp / f"agents-{r}" if cold else agents
@@ -317,6 +317,11 @@ def main(argv=None) -> None:
     parser.add_argument("--loop-rounds", type=int, default=15, help="rounds of (b), cheap")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 5 epochs")
     parser.add_argument("--skip", default="", help="parts to skip, e.g. 'a' or 'ac'")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS_A),
+        help=f"(a)'s variants, compared with none: {', '.join(VARIANTS_A)}",
+    )
     parser.add_argument("--phase-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -334,11 +339,14 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="nnbench-overhead-") as name:
         tmp = Path(name)
         if "a" not in args.skip:
-            a = part_a(args.rounds, args.epochs, tmp)
+            chosen = [v for v in args.variants.split(",") if v != "none"]
+            a = part_a(args.rounds, args.epochs, tmp, chosen)
             print(table("(a) whole process, python -m nnbench", a, "none"))
+            base = median(a["none"])
+            print("  added to tracking=none (median over rounds of the round's difference):")
             for variant in list(a)[1:]:
-                extra = median(a[variant]) - median(a["none"])
-                print(f"  {variant}: {extra:+.3f} s ({100 * extra / median(a['none']):+.1f}%)")
+                extra = median([t - n for t, n in zip(a[variant], a["none"], strict=True)])
+                print(f"    {variant:34s} {extra:+.3f} s ({100 * extra / base:+.1f}%)")
         if "b" not in args.skip:
             b = part_b(max(args.rounds, args.loop_rounds), args.epochs, tmp)
             print(table("(b) training loop alone (nb.fit), in-process", b, "no callback"))

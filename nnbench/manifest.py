@@ -50,12 +50,13 @@ def _cpu_model() -> str:
 
 
 def _blas() -> list[dict]:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
+    from nnbench.backend._blas import thread_pools
+
+    controller = thread_pools()
+    if controller is None:
         return []
     keys = ("internal_api", "version", "num_threads", "architecture", "filepath")
-    return [{k: info.get(k) for k in keys} for info in threadpool_info()]
+    return [{k: info.get(k) for k in keys} for info in controller.info()]
 
 
 def git_state(cwd=None) -> dict[str, object]:

@@ -28,6 +28,7 @@ _CANDIDATES = (
 )
 _DTYPES = ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double))
 _ROUTINES: dict | None = None  # (name, np.dtype) -> ctypes function, filled once
+_CONTROLLER = None  # threadpoolctl.ThreadpoolController, created once (thread_pools)
 
 # Below this many elements the NumPy passes cost less than the ctypes call (~4 us).
 MIN_SIZE = 16384
@@ -77,14 +78,27 @@ def _routines() -> dict:
     return _ROUTINES
 
 
+def thread_pools():
+    """threadpoolctl's controller of the thread pools loaded when first asked (NumPy's BLAS
+    among them), created once: creating it scans every loaded library (15-20 ms). None
+    without threadpoolctl. Its ``info()`` reads the pools' current thread counts."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return None
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
 def _numpy_blas():
     """The ctypes handle of the BLAS inside NumPy's installation, or None."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
+    controller = thread_pools()
+    if controller is None:
         return None
     site = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
-    for lib in ThreadpoolController().lib_controllers:
+    for lib in controller.lib_controllers:
         path = os.path.abspath(lib.filepath or "")
         inside = path.startswith(site) and "numpy" in os.path.relpath(path, site).lower()
         if lib.user_api == "blas" and inside and getattr(lib, "dynlib", None) is not None:

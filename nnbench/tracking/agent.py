@@ -11,9 +11,10 @@ Commands (``op``) and answers:
 - ``start {uri, experiment, run_name, params, tags, parent}`` -> ``started {run_id}``.
 - ``metrics {metrics: [[key, value, step, timestamp_ms], ...]}``: one ``log_batch``.
 - ``tags {tags}``.
-- ``artifacts {folder, history, title, trainer}``: complete the folder the training
-  process wrote (curves, decision boundary, environment manifest: `finish_artifacts`), log
-  it, delete it.
+- ``draw {folder, history, title, trainer}``: draw the curves and write the environment
+  manifest into the folder (`draw_artifacts`) while the training process writes its files.
+- ``artifacts {folder, title}``: complete the folder (the decision boundary:
+  `finish_artifacts`), log it, delete it.
 - ``end {status}`` -> ``ended``.
 - ``abandon {uri, run_id, message}`` -> ``ended``: a run whose agent died with it open
   (the warm agent, killed outright) ends FAILED with the message, if still RUNNING.
@@ -54,6 +55,7 @@ class Agent:
         self.answer = answer
         self.recorder = None
         self.error: str | None = None  # the first failure of the open run
+        self.manifest: dict | None = None  # the environment, read at ``warm``
 
     def client(self, uri: str):
         """One client per store, opened (and the store created or checked) once, and again
@@ -115,6 +117,9 @@ class Agent:
             else:  # never create a store before a run asks for it (it may be tracking=none)
                 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
             self.prepare()
+            from nnbench.manifest import environment_manifest
+
+            self.manifest = environment_manifest()  # this connection's runs' environment
         except Exception:
             pass
 
@@ -157,8 +162,13 @@ class Agent:
     def tags(self, tags: dict) -> None:
         self.recorder.set_tags(tags)
 
-    def artifacts(self, folder: str, history: list, title: str, trainer: dict) -> None:
-        self.recorder.log_artifacts(folder, history=history, title=title, trainer=trainer)
+    def draw(self, folder: str, history: list, title: str, trainer: dict) -> None:
+        self.recorder.draw_artifacts(
+            folder, history=history, title=title, trainer=trainer, manifest=self.manifest
+        )
+
+    def artifacts(self, folder: str, title: str) -> None:
+        self.recorder.log_artifacts(folder, title=title)
 
     def end(self, status: str) -> None:
         """End the open run (if it started) and answer ``ended``, whatever happened before.

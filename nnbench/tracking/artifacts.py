@@ -1,10 +1,11 @@
 """Everything a finished run leaves behind, gathered in a folder and logged in one call.
 
 The training process writes what only it has (resolved config, Hydra's .hydra/ folder, the
-weights, the numbers behind the decision boundary, its backend and threads);
-`finish_artifacts`, run by whoever logs the folder (the tracking agent, or this process for
-an in-process recorder), adds what takes matplotlib's time or reads the whole installation:
-the curves, the decision-boundary picture and the environment manifest.
+weights, the numbers behind the decision boundary, its backend and threads); whoever logs
+the folder (the tracking agent, or this process for an in-process recorder) adds what takes
+drawing or reads the whole installation: the curves and the environment manifest
+(`draw_artifacts`, while the training process writes its files) and the decision-boundary
+picture (`finish_artifacts`).
 """
 
 from __future__ import annotations
@@ -41,12 +42,18 @@ def write_run_artifacts(folder: Path, *, config_yaml, hydra_dir, overflow, run) 
             np.savez(folder / BOUNDARY_FILE, **grid)
 
 
-def finish_artifacts(folder: Path, *, history: list, title: str, trainer: dict) -> None:
-    """Add the curves, the decision boundary (from `BOUNDARY_FILE`) and the environment
-    manifest (``trainer`` is `trainer_manifest` from the training process)."""
-    manifest = {**environment_manifest(), **trainer}
+def draw_artifacts(folder: Path, *, history: list, title: str, trainer: dict, manifest=None):
+    """Add the learning curves and the environment manifest (`environment_manifest`, or
+    ``manifest`` where the caller has it already, with ``trainer`` = `trainer_manifest` from
+    the training process over it): what needs only the history, drawn while the training
+    process writes its own files beside them."""
+    manifest = {**(environment_manifest() if manifest is None else manifest), **trainer}
     (folder / "environment.json").write_text(json.dumps(manifest, indent=1, default=str))
     draw_curves(history, folder / "curves.png", title)
+
+
+def finish_artifacts(folder: Path, *, title: str) -> None:
+    """Draw the decision boundary from `BOUNDARY_FILE`, if the training process left one."""
     boundary = folder / BOUNDARY_FILE
     if boundary.exists():
         with np.load(boundary, allow_pickle=False) as grid:
@@ -56,17 +63,19 @@ def finish_artifacts(folder: Path, *, history: list, title: str, trainer: dict) 
 
 
 def log_run_artifacts(recorder, *, run, title, **kwargs) -> None:
-    """Write the artifacts to a new folder and hand it to ``recorder``, which logs it and
-    deletes it."""
+    """Gather the run's artifacts in a new folder and hand it to ``recorder``, which logs it
+    and deletes it. The recorder draws its part first (the tracking agent does, in its own
+    process, while this one writes the config and the weights)."""
     folder = Path(tempfile.mkdtemp(prefix="nnbench-artifacts-"))
     try:
-        write_run_artifacts(folder, run=run, **kwargs)
-        recorder.log_artifacts(
+        recorder.draw_artifacts(
             folder,
             history=run["result"].history,
             title=title,
             trainer=trainer_manifest(run["model"].backend),
         )
+        write_run_artifacts(folder, run=run, **kwargs)
+        recorder.log_artifacts(folder, title=title)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

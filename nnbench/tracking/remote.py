@@ -301,13 +301,17 @@ class AgentRecorder:
         self._check()
         self.process.send("tags", tags={k: str(v)[:8000] for k, v in tags.items()})
 
-    def log_artifacts(self, folder: Path, *, history: list, title: str, trainer: dict) -> None:
-        """Hand ``folder`` over to the agent, which adds its own artifacts, logs it and
-        deletes it (after the metrics sent so far)."""
+    def draw_artifacts(self, folder: Path, *, history: list, title: str, trainer: dict) -> None:
+        """Have the agent draw the curves and write the manifest into ``folder`` now, while
+        we write our own files there (`nnbench.tracking.artifacts.log_run_artifacts`)."""
+        self._check()
+        self.process.send("draw", folder=str(folder), history=history, title=title, trainer=trainer)
+
+    def log_artifacts(self, folder: Path, *, title: str) -> None:
+        """Hand ``folder`` over to the agent, which completes it, logs it and deletes it
+        (after the metrics sent so far)."""
         self.flush()
-        self.process.send(
-            "artifacts", folder=str(folder), history=history, title=title, trainer=trainer
-        )
+        self.process.send("artifacts", folder=str(folder), title=title)
 
     def end(self, status: str) -> None:
         """Send what is pending, end the run, and wait until the agent has done all of it;

@@ -71,12 +71,24 @@ class RunRecorder:
         if items:
             self.client.log_batch(self.run_id, tags=items)
 
-    def log_artifacts(self, folder, *, history: list, title: str, trainer: dict) -> None:
+    def draw_artifacts(self, folder, *, history: list, title: str, trainer: dict, manifest=None):
+        """Add the curves and the environment manifest to ``folder`` (`draw_artifacts`)."""
+        from nnbench.tracking.artifacts import draw_artifacts
+
+        try:
+            draw_artifacts(
+                Path(folder), history=history, title=title, trainer=trainer, manifest=manifest
+            )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def log_artifacts(self, folder, *, title: str) -> None:
         """Complete ``folder`` (`finish_artifacts`), log it, and delete it."""
         from nnbench.tracking.artifacts import finish_artifacts
 
         try:
-            finish_artifacts(Path(folder), history=history, title=title, trainer=trainer)
+            finish_artifacts(Path(folder), title=title)
             self.client.log_artifacts(self.run_id, str(folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
