@@ -13,10 +13,12 @@ median over rounds:
     (the usual case: an earlier run started the agent, and outputs/mlflow.db exists), by
     the warm agent on a fresh store, by an agent that the run itself starts (the first run
     of a session), and with an agent per run (``NNBENCH_AGENT=process``).
-(b) The training loop alone, in one process: ``nb.fit`` on the same data, seed and
-    initial weights with the recorder's ``log_epoch`` as callback (the AgentRecorder a run
-    uses, with its agent on a real SQLite store) against no callback and against the
-    NullRecorder; plus ending the run, which waits until the agent has recorded everything.
+(b) Inside a run, in one process, with a warm agent on a real SQLite store: the steps
+    ``cli.train`` takes (wait for the run to exist, train and test with the recorder's
+    ``log_epoch`` as callback, then ``close_record`` and ending the run, which waits until
+    the agent has recorded everything) against training and testing with no callback and
+    with the NullRecorder, on the same data, seed and initial weights. Free of the start-up
+    noise of (a): their sum is what tracking puts on a run's critical path.
 (c) What the tracking agent does, each step measured cold in a fresh process per round:
     ``import mlflow``, ``import matplotlib.pyplot``, the store client (fresh store: schema
     migrations; existing store), the experiment, the run with its params and tags, the
@@ -147,37 +149,76 @@ def fit_once(cfg, parts, callback) -> float:
 
 
 def part_b(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
+    """What tracking adds inside a run, timed in this process around the very calls
+    ``cli.train`` makes, with a warm agent (the rows after the first two are the run's
+    tracking steps, whose sum is what a tracked run pays on its critical path)."""
     from omegaconf import OmegaConf
 
     from nnbench import tracking
-    from nnbench.cli import build
+    from nnbench.cli import build, close_record, fit_and_test
+    from nnbench.tracking import daemon
     from nnbench.tracking.params import to_params
-    from nnbench.tracking.remote import AgentRecorder
+    from nnbench.tracking.remote import AgentRecorder, prestart
 
+    agents = tmp / "agents-b"
+    agents.mkdir(mode=0o700)
+    os.environ["NNBENCH_AGENT_DIR"] = str(agents)
     cfg = compose(epochs)
     uri = f"sqlite:///{tmp / 'loop' / 'mlflow.db'}"
     params, _ = to_params(OmegaConf.to_container(cfg, resolve=True))
-    fit_once(cfg, build(cfg), None)  # warm-up: imports, BLAS, caches
-    times = {"no callback": [], "NullRecorder": [], "AgentRecorder": [], "end run": []}
-    for r in range(rounds):
-        order = ["no callback", "NullRecorder", "AgentRecorder"]
-        order = order if r % 2 == 0 else order[::-1]
-        for variant in order:
-            parts = build(cfg)  # same seed: the same initial weights, data and batches
-            if variant == "no callback":
-                times[variant].append(fit_once(cfg, parts, None))
-            elif variant == "NullRecorder":
-                times[variant].append(fit_once(cfg, parts, tracking.NullRecorder().log_epoch))
-            else:
-                recorder = AgentRecorder.start(
-                    uri=uri, experiment="overhead", run_name=f"loop {r}", params=params, tags={}
-                )
-                _ = recorder.run_id  # the agent is up and the run exists: time the loop only
-                times[variant].append(fit_once(cfg, parts, recorder.log_epoch))
-                start = time.perf_counter()
-                recorder.end("FINISHED")
-                times["end run"].append(time.perf_counter() - start)
+    job = {"hydra_dir": None, "label": "overhead", "params_overflow": None}
+    keys = ("no tracking", "NullRecorder", "wait for the run", "training with AgentRecorder")
+    keys += ("final metrics, tags, artifacts, end",)
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    fit_and_test(cfg, build(cfg), None)  # warm-up: imports, BLAS, caches
+    prestart(uri)  # the agent of this process, as `python -m nnbench` starts it
+    try:
+        for r in range(rounds + 1):  # round 0 creates the store: not counted
+            order = ["none", "null", "agent"] if r % 2 == 0 else ["agent", "null", "none"]
+            for variant in order:
+                parts = build(cfg)  # same seed: the same initial weights, data and batches
+                if variant == "none":
+                    start = time.perf_counter()
+                    fit_and_test(cfg, parts, None)
+                    lap = {"no tracking": time.perf_counter() - start}
+                elif variant == "null":
+                    start = time.perf_counter()
+                    fit_and_test(cfg, parts, tracking.NullRecorder().log_epoch)
+                    lap = {"NullRecorder": time.perf_counter() - start}
+                else:
+                    lap = tracked_run(cfg, parts, job, uri, params, r, AgentRecorder, close_record)
+                if r > 0:
+                    for key, value in lap.items():
+                        times[key].append(value)
+    finally:
+        daemon.stop(agents)
     return times
+
+
+def tracked_run(cfg, parts, job, uri, params, r, recorder_class, close_record) -> dict:
+    from nnbench.cli import fit_and_test
+
+    laps, start = {}, time.perf_counter()
+    recorder = recorder_class.start(
+        uri=uri, experiment="overhead", run_name=f"run {r}", params=params, tags={}
+    )
+    _ = recorder.run_id
+    laps["wait for the run"] = time.perf_counter() - start
+    start = time.perf_counter()
+    run = fit_and_test(cfg, parts, recorder.log_epoch)
+    laps["training with AgentRecorder"] = time.perf_counter() - start
+    start = time.perf_counter()
+    close_record(cfg, job, recorder, run)
+    recorder.end("FINISHED")
+    laps["final metrics, tags, artifacts, end"] = time.perf_counter() - start
+    return laps
+
+
+def summary_b(b: dict[str, list[float]]) -> str:
+    base = median(b["no tracking"])
+    added = median(b["wait for the run"]) + median(b["final metrics, tags, artifacts, end"])
+    added += median(b["training with AgentRecorder"]) - base
+    return f"  tracking adds to the run's critical path: {1000 * added:+.1f} ms"
 
 
 # -------------------------------------------------------------------- (c) the fixed costs
@@ -349,14 +390,8 @@ def main(argv=None) -> None:
                 print(f"    {variant:34s} {extra:+.3f} s ({100 * extra / base:+.1f}%)")
         if "b" not in args.skip:
             b = part_b(max(args.rounds, args.loop_rounds), args.epochs, tmp)
-            print(table("(b) training loop alone (nb.fit), in-process", b, "no callback"))
-            base = median(b["no callback"])
-            loop = median(b["AgentRecorder"]) - base
-            ended = loop + median(b["end run"])
-            print(
-                f"  AgentRecorder in the loop: {1000 * loop:+.1f} ms ({100 * loop / base:+.1f}%); "
-                f"with ending the run: {1000 * ended:+.1f} ms ({100 * ended / base:+.1f}%)"
-            )
+            print(table("(b) inside a run (training and test), warm agent", b, "no tracking"))
+            print(summary_b(b))
         if "c" not in args.skip:
             print(table_c(part_c(args.rounds, args.epochs, tmp)))
 
