@@ -113,11 +113,14 @@ class Server:
 
     def claim(self) -> bool:
         """Hold ``<socket>.lock`` for life; False when another agent holds it already."""
-        self._lock_file = open(self.path.with_suffix(".lock"), "w")  # noqa: SIM115 (held)
+        # "a": a loser of the race must not empty the winner's pid before it finds out.
+        self._lock_file = open(self.path.with_suffix(".lock"), "a")  # noqa: SIM115 (held)
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            self._lock_file.close()
             return False
+        self._lock_file.truncate(0)
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()
         return True

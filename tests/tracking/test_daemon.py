@@ -150,6 +150,22 @@ def test_an_agent_stopped_mid_run_leaves_no_run_running(tmp_path, agents, sig, s
     assert_none_running(client)
 
 
+def test_a_second_agent_of_a_setup_exits_and_leaves_the_first_ones_pid(tmp_path, agents):
+    """Two runs starting at once may both start an agent: the second finds the lock held,
+    exits, and the first stays findable (its pid intact in the lock file)."""
+    assert run(tmp_path, agents, *QUICK).returncode == 0
+    (first,) = daemon.running_agents(agents)
+    (sock,) = agents.glob("*.sock")
+    second = subprocess.run(
+        [sys.executable, "-m", "nnbench.tracking.daemon", str(sock)],
+        env=env_for(tmp_path, agents),
+        timeout=60,
+    )
+    assert second.returncode == 0
+    assert daemon.running_agents(agents) == [first]
+    assert daemon.stop(agents) == [first]
+
+
 def test_stop_names_no_finished_agent(tmp_path, agents):
     """A lock file left by an agent that exited names a pid that may be someone else's now:
     `stop` signals only agents that still hold their lock."""
