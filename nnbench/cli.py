@@ -250,6 +250,15 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
         uri = tracking.resolve_uri(cfg.tracking.uri)
         lines.append(f"recorded: run {run['run_id']} in {uri}")
         lines.append(f"look at it: {ui_command(uri)}")
+        from nnbench.tracking import daemon, remote
+
+        if remote.started_agent is not None:
+            idle = daemon.idle_seconds()
+            idle = f"{idle / 60:g} idle minutes" if idle >= 60 else f"{idle:g} idle seconds"
+            lines.append(
+                f"tracking agent: started in the background for the next runs; it stops after"
+                f" {idle} (now: python -m nnbench.tracking.daemon --stop)"
+            )
     lines.append(f"outputs: {output_dir}")
     return "\n".join(lines)
 

@@ -210,7 +210,14 @@ def warm_agent() -> AgentConnection | None:
         )
     # It listens before its imports: a connection is accepted within a fraction of a second
     # (or it exits at once, when another agent of this setup started first and listens).
-    return AgentConnection.open(path, timeout=10.0, starting=starting)
+    connection = AgentConnection.open(path, timeout=10.0, starting=starting)
+    if connection is not None and starting.poll() is None:
+        global started_agent
+        started_agent = path  # ours: the run's summary says that it keeps running
+    return connection
+
+
+started_agent: Path | None = None  # the socket of a warm agent this process started
 
 
 _agent: AgentChannel | None = None

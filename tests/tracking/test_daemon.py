@@ -55,10 +55,14 @@ def run(cwd, agents, *args, **extra) -> subprocess.CompletedProcess:
 
 
 def test_later_runs_are_served_by_the_agent_the_first_one_started(tmp_path, agents):
-    assert run(tmp_path, agents, *QUICK).returncode == 0
+    started = run(tmp_path, agents, *QUICK)
+    assert started.returncode == 0
+    notice = "tracking agent: started in the background for the next runs; it stops after 10"
+    assert notice in started.stdout  # the run that leaves a process running says so
     (first,) = daemon.running_agents(agents)
     second = run(tmp_path, agents, *QUICK, "optimizer.lr=0.05")
     assert second.returncode == 0, second.stderr
+    assert "tracking agent" not in second.stdout
     assert daemon.running_agents(agents) == [first]
     client = client_for(tmp_path)
     runs = all_runs(client)
