@@ -37,7 +37,7 @@ import signal
 import sys
 import traceback
 
-from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG, close
+from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG, RunRecorder, close
 
 QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")
 
@@ -191,9 +191,8 @@ class Agent:
         try:
             client = self.client(uri)
             if client.get_run(run_id).info.status == "RUNNING":
-                client.set_tag(run_id, OUTCOME_TAG, "failed")
-                client.set_tag(run_id, ERROR_TAG, message[:5000])
-                client.set_terminated(run_id, "FAILED")
+                recorder = RunRecorder(client, run_id)
+                close(recorder, "FAILED", {OUTCOME_TAG: "failed", ERROR_TAG: message})
         finally:
             self.answer({"op": "ended"})
 

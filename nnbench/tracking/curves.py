@@ -101,28 +101,21 @@ class Canvas:
         return gc
 
     def fill(self, x0, y0, x1, y1, color: str, edge: str | None = None) -> None:
+        from matplotlib.colors import to_rgba
         from matplotlib.path import Path as MplPath
         from matplotlib.transforms import IdentityTransform
 
         box = MplPath([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], closed=True)
         gc = self.gc(edge or color, 0.8 if edge else 0.0)
-        from matplotlib.colors import to_rgba
-
         self.renderer.draw_path(gc, box, IdentityTransform(), to_rgba(color))
 
     def line(self, xs, ys, color: str, width: float = 1.0) -> None:
         from matplotlib.path import Path as MplPath
         from matplotlib.transforms import IdentityTransform
 
-        points = np.column_stack([xs, ys])
-        codes = np.full(len(points), MplPath.LINETO)
-        codes[0] = MplPath.MOVETO
-        bad = ~np.isfinite(points).all(axis=1)  # a gap: the next point starts anew
-        if bad.any():
-            codes[1:][bad[:-1]] = MplPath.MOVETO
-            points = np.where(bad[:, None], 0.0, points)
-            codes[bad] = MplPath.MOVETO
-        self.renderer.draw_path(self.gc(color, width), MplPath(points, codes), IdentityTransform())
+        # A NaN point is a gap: Agg's path pipeline drops it and starts anew after it.
+        path = MplPath(np.column_stack([xs, ys]))
+        self.renderer.draw_path(self.gc(color, width), path, IdentityTransform())
 
     def dots(self, xs, ys, color: str, radius: float = 2.2) -> None:
         from matplotlib.colors import to_rgba

@@ -72,6 +72,20 @@ def test_missing_and_nonpositive_values_leave_gaps(tmp_path):
     assert curves.draw_curves([], tmp_path / "none.png") is None
 
 
+def test_a_missing_value_is_a_gap_in_the_line(tmp_path):
+    """Epoch 5 without an accuracy: nothing of the line is drawn across it."""
+    rows = [{"epoch": e, "train/loss": 1.0, "train/acc": 0.5} for e in range(1, 11)]
+    rows[-1]["train/acc"] = 0.7
+    rows[4]["train/acc"] = None
+    curves.draw_curves(rows, tmp_path / "gap.png")
+    image = pixels(tmp_path / "gap.png")[:, curves.PANEL_W :]
+    xlo, xhi = curves.limits(np.arange(1.0, 11.0), log=False)
+    x5 = float(curves.Axis(xlo, xhi, curves.LEFT, curves.PANEL_W - curves.RIGHT).pixel(5))
+    mask = color_mask(image, curves.COLORS["train"])
+    assert mask[:, int(x5) - 15 : int(x5) + 16].sum() == 0
+    assert mask[:, int(x5) - 60 : int(x5) - 20].sum() > 0  # the line before the gap is there
+
+
 @pytest.mark.parametrize(
     "lo, hi, log, expected",
     [
