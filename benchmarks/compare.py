@@ -281,6 +281,7 @@ def env_lines(workers_by_threads: dict) -> list[str]:
         for name, w in workers.items():
             e = w.env
             extra = f", torch threads {e['torch_threads']}" if "torch_threads" in e else ""
+            extra += f", {e['kernels']}" if "kernels" in e else ""
             lines.append(
                 f"  threads={threads} {name:<8} BLAS {e['blas']} kernel {e['blas_kernel']} "
                 f"({e['blas_threads']} threads, {e['blas_libraries']} BLAS libs loaded), "

@@ -129,7 +129,12 @@ def environment_manifest(backend=None) -> dict:
 def trainer_manifest(backend) -> dict:
     """The part of the manifest only the process that trained can tell: its backend, the
     BLAS it ran with, its thread settings and, on CuPy, the GPU and CUDA versions."""
-    described = {"name": backend.name, "dtype": backend.dtype_name, "device": backend.device}
+    described = {
+        "name": backend.name,
+        "dtype": backend.dtype_name,
+        "device": backend.device,
+        "kernels": backend.kernels(),
+    }
     return {"backend": described, "blas": _blas(), "env": _thread_env(), **backend_extra(backend)}
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import nnbench as nb
+from nnbench.backend import NumpyBackend
 from nnbench.errors import BackendUnavailableError
 from nnbench.tracking.daemon import stop
 
@@ -18,6 +19,9 @@ BACKEND_NAMES = ("numpy", "strict", "cupy")
 
 
 def make_backend(name: str, dtype: str = "float64"):
+    """A backend of the matrix; ``numpy-plain`` is NumPy without its C kernels."""
+    if name == "numpy-plain":
+        return NumpyBackend(dtype, native=False)
     if name == "strict" and importlib.util.find_spec("array_api_strict") is None:
         pytest.skip("array-api-strict is not installed (pip install 'nnbench[test]')")
     try:

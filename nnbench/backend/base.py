@@ -56,6 +56,10 @@ class Backend:
         """A human-readable name of where the arrays live."""
         return "cpu"
 
+    def kernels(self) -> str:
+        """What computes the hot paths, for a run's environment record."""
+        return "array API reference"
+
     def synchronize(self) -> None:
         """Block until queued work is done (a no-op on synchronous devices)."""
 
@@ -146,13 +150,19 @@ class Backend:
             y = self.activation(activation, y)
         return self._store(y, out)
 
-    def linear_backward(self, dout, x, weight, grad_weight, grad_bias, dx=None):
-        """Gradients of y = x @ W.T + b.
+    def linear_backward(
+        self, dout, x, weight, grad_weight, grad_bias, dx=None, activation="identity", y=None
+    ):
+        """Gradients of y = f(z), z = x @ W.T + b, from dout = dL/dy and the layer's output y
+        (`linear` with the same ``activation``; not needed for identity).
 
-        dL/dW = dout.T @ x  -> grad_weight (out, in)
-        dL/db = sum_rows(dout) -> grad_bias (out,)
-        dL/dx = dout @ W    -> dx (batch, in), computed only when ``dx`` is given.
+        dz = f'(z) * dout   (`activation_backward`; written over ``dout``)
+        dL/dW = dz.T @ x  -> grad_weight (out, in)
+        dL/db = sum_rows(dz) -> grad_bias (out,)
+        dL/dx = dz @ W    -> dx (batch, in), computed only when ``dx`` is given.
         """
+        if activation != "identity":
+            dout = self.activation_backward(activation, y, dout, out=dout)
         grad_weight[...] = dout.T @ x
         grad_bias[...] = self.xp.sum(dout, axis=0)
         if dx is None:

@@ -90,6 +90,9 @@ class CupyBackend(NumpyBackend):
         name = props["name"]
         return f"cuda:{device_id} ({name.decode() if isinstance(name, bytes) else name})"
 
+    def kernels(self) -> str:
+        return "fused CUDA kernels + cuBLAS" if self.fused else "CuPy ufuncs + cuBLAS"
+
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()
 
@@ -163,7 +166,11 @@ class CupyBackend(NumpyBackend):
             self._kernels.elementwise("bias_activation")(bias, out.shape[1], code, out)
         return out
 
-    def linear_backward(self, dout, x, weight, grad_weight, grad_bias, dx=None):
+    def linear_backward(
+        self, dout, x, weight, grad_weight, grad_bias, dx=None, activation="identity", y=None
+    ):
+        if activation != "identity":
+            dout = self.activation_backward(activation, y, dout, out=dout)
         blas = self._cublas()
         arrays = (dout, x, weight, grad_weight, grad_bias) + (() if dx is None else (dx,))
         if blas is None or not _backward_ok(self.dtype, *arrays):

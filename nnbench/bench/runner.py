@@ -163,6 +163,7 @@ def benchmark(
     result["device_mb"] = device_mb(be)
     if with_environment:
         result.update({f"env.{k}": v for k, v in environment().items()})
+        result["env.kernels"] = be.kernels()
     return result
 
 

@@ -58,6 +58,8 @@ class Worker:
         from nnbench.bench.env import environment
 
         env = environment()
+        if self.framework == "nnbench":
+            env["kernels"] = self.backend.kernels()
         if self.framework == "torch":
             import torch
 

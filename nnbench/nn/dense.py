@@ -15,7 +15,8 @@ class Dense(Layer):
     as `Activation` does, into dout's buffer), then
         dL/dx = dz @ W ; dL/dW = dz.T @ x ; dL/db = dz.sum(0)
     The first layer of a network skips dL/dx (``input_grad=False``): nothing consumes it.
-    Folding f in lets a GPU backend add the bias and apply f in one kernel.
+    Folding f in lets a backend add the bias and apply f in one pass, and compute f'(z) * dout
+    and the bias gradient in another.
     """
 
     def __init__(
@@ -49,9 +50,14 @@ class Dense(Layer):
         return self._y  # (batch, out)
 
     def backward(self, dy):
-        if self.activation != "identity":
-            dy = self.backend.activation_backward(self.activation, self._y, dy, out=dy)
         dx = self._buffers.get("dx", self._x.shape) if self.input_grad else None
         return self.backend.linear_backward(
-            dy, self._x, self.weight, self.grad_weight, self.grad_bias, dx
+            dy,
+            self._x,
+            self.weight,
+            self.grad_weight,
+            self.grad_bias,
+            dx,
+            activation=self.activation,
+            y=self._y,
         )

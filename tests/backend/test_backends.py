@@ -166,9 +166,10 @@ def dtype(request) -> str:
     return request.param
 
 
-@pytest.fixture(params=["numpy", "cupy"])
+@pytest.fixture(params=["numpy", "numpy-plain", "cupy"])
 def pair(request, dtype):
-    """(reference, fast) at one dtype; inputs reach ``fast`` as fresh copies (`dev`)."""
+    """(reference, fast) at one dtype; inputs reach ``fast`` as fresh copies (`dev`).
+    ``numpy`` runs the C kernels where they compile, ``numpy-plain`` its NumPy-only path."""
     return Backend(np, dtype), make_backend(request.param, dtype)
 
 
@@ -197,6 +198,20 @@ def dev(be, a, dtype=None):
 
 def randn(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
+
+
+@covers("kernels")
+def test_kernels_say_what_computes_the_hot_paths(pair):
+    """A description for the run's environment record, not a number."""
+    ref, fast = pair
+    assert ref.kernels() == "array API reference"
+    described = fast.kernels()
+    if fast.name == "cupy":
+        assert "cuBLAS" in described
+    elif fast._native is None:
+        assert described.startswith("NumPy (C kernels ")
+    else:
+        assert described.startswith("C kernels (") and described.endswith(") + NumPy")
 
 
 # ---------------------------------------------------------------------------- arrays in/out
@@ -406,6 +421,26 @@ def test_linear_backward(pair, dtype, rng, n, with_dx):
     assert_close(fast, fast.to_host(flat)[:15], ref_gw.ravel(), dtype)
     if with_dx:
         assert_close(fast, dx, ref_dx, dtype)
+
+
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+@pytest.mark.parametrize("rows", [1, 13, 129])
+def test_linear_backward_through_its_activation(pair, dtype, rng, kind, rows):
+    """dz = f'(z) dout written over dout, then the gradients: in the layouts the layers use
+    (column-major up to 128 rows on NumPy), rows not a multiple of a vector's width."""
+    ref, fast = pair
+    z, dout = randn(rng, (rows, 6), dtype), randn(rng, (rows, 6), dtype)
+    x, w = randn(rng, (rows, 5), dtype), randn(rng, (6, 5), dtype)
+    y = ref.activation(kind, z)
+    want = [np.empty((6, 5), dtype), np.empty(6, dtype), np.empty((rows, 5), dtype)]
+    ref.linear_backward(dout.copy(), x, w, *want, activation=kind, y=y)
+    fy, fdout = fast.activation_buffer((rows, 6)), fast.activation_buffer((rows, 6))
+    fy[...], fdout[...] = dev(fast, y), dev(fast, dout)
+    got = [fast.empty((6, 5)), fast.empty((6,)), fast.activation_buffer((rows, 5))]
+    fast.linear_backward(fdout, dev(fast, x), dev(fast, w), *got, activation=kind, y=fy)
+    for g, e in zip(got, want, strict=True):
+        assert_close(fast, g, e, dtype)
+    assert_close(fast, fdout, ref.activation_backward(kind, y, dout), dtype)
 
 
 def activation_input(rng, dtype):

@@ -167,10 +167,10 @@ class DispatchProbe(NumpyBackend):
         self._ask("linear", _linear_ok(self.dtype, x, weight, bias, target))
         return super().linear(x, weight, bias, out, activation)
 
-    def linear_backward(self, dout, x, weight, grad_weight, grad_bias, dx=None):
+    def linear_backward(self, dout, x, weight, grad_weight, grad_bias, dx=None, **activation):
         ok = _backward_ok(self.dtype, dout, x, weight, grad_weight, grad_bias, dx)
         self._ask("linear_backward", ok)
-        return super().linear_backward(dout, x, weight, grad_weight, grad_bias, dx)
+        return super().linear_backward(dout, x, weight, grad_weight, grad_bias, dx, **activation)
 
     def cross_entropy(self, logits, labels, dlogits=None, loss_out=None):
         grad = np.empty_like(logits, order="C") if dlogits is None else dlogits

@@ -1,0 +1,179 @@
+"""The CPU kernels in ``_native.c``: compiled once per machine, loaded with ctypes.
+
+NumPy has no fused operations: Adam's update costs it seven passes over the parameters and a
+ReLU layer's backward two passes plus a third for the bias gradient. The kernels in
+``_native.c`` do each in one pass. They are compiled on first use with the system C compiler
+(``$CC``, else ``cc``) into a private cache folder, named by a digest of the source, the
+compiler and the flags, so that an edited source or another compiler builds anew; parallel
+processes each compile to a temporary file and rename it into place. The folder is
+``$NNBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/nnbench``, else ``~/.cache/nnbench``; it must
+belong to the user and be writable by no one else (a library loaded from there runs as
+the user), else the kernels are not used.
+
+Without a compiler (a slim Docker image), with ``NNBENCH_NATIVE=0``, or when anything above
+fails, `kernels` returns None and `NumpyBackend` takes its NumPy path, which computes the
+same results; `status` says which, for the run's environment record.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("_native.c")
+VERSION = 1  # nnbench_native_version() in _native.c
+# -ffp-contract=off: no fused multiply-adds, so every kernel rounds as its NumPy path does.
+# -fno-math-errno and -fno-trapping-math let sqrt and the ReLU selects compile to vector
+# instructions; neither changes a result.
+FLAGS = (
+    "-O3",
+    "-shared",
+    "-fPIC",
+    "-std=c99",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+)
+CLONES = ("-DNNBENCH_CLONES",)  # one library for every x86-64 vector unit, where supported
+COMPILE_TIMEOUT_S = 120
+
+_STATE: dict = {}  # "kernels": Kernels | None, "status": str; filled on first use
+
+
+class Kernels:
+    """The library's functions for one dtype, with their argument types set."""
+
+    def __init__(self, library: ctypes.CDLL, dtype):
+        dtype = np.dtype(dtype)
+        suffix = {"float32": "f32", "float64": "f64"}[dtype.name]
+        real = ctypes.c_float if dtype.name == "float32" else ctypes.c_double
+        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+
+        def bind(name, argtypes, restype=None):
+            function = getattr(library, f"{name}_{suffix}")
+            function.argtypes, function.restype = argtypes, restype
+            return function
+
+        self.adam = bind("adam", [i64, ptr, ptr, ptr, ptr] + [real] * 6)
+        self.momentum = bind("momentum", [i64, ptr, ptr, ptr, real, real, ctypes.c_int])
+        self.bias_act = bind("bias_act", [i64, i64, i64, i64, ptr, ptr, real])
+        self.act_backward = bind("act_backward", [i64, i64, i64, i64, ptr, ptr, real, ptr])
+        self.cross_entropy = bind(
+            "cross_entropy", [i64, i64, i64, i64, ptr, ptr, i64, i64, ptr], ctypes.c_double
+        )
+
+
+def kernels(dtype) -> Kernels | None:
+    """The kernels for ``dtype`` (float32 or float64), or None where they are unavailable."""
+    library = _library()
+    if library is None:
+        return None
+    key = np.dtype(dtype).name
+    if key not in _STATE:
+        _STATE[key] = Kernels(library, key)
+    return _STATE[key]
+
+
+def status() -> str:
+    """``on (<compiler>)`` or ``off: <why>``, after trying to load the kernels."""
+    _library()
+    return _STATE["status"]
+
+
+def cache_dir() -> Path:
+    if os.environ.get("NNBENCH_CACHE_DIR"):
+        return Path(os.environ["NNBENCH_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nnbench"
+
+
+def _library():
+    if "library" not in _STATE:
+        try:
+            _STATE["library"], _STATE["status"] = _load()
+        except Exception as exc:  # any failure leaves the NumPy path, which is always right
+            _STATE["library"], _STATE["status"] = None, f"off: {type(exc).__name__}: {exc}"
+    return _STATE["library"]
+
+
+def _load():
+    if os.environ.get("NNBENCH_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None, "off: NNBENCH_NATIVE=0"
+    compiler = shutil.which(os.environ.get("CC") or "cc")
+    if compiler is None:
+        return None, "off: no C compiler (set CC, or install one: apt-get install gcc)"
+    folder = cache_dir()
+    problem = _private_folder(folder)
+    if problem:
+        return None, f"off: {problem}"
+    version = _compiler_version(compiler)
+    source = SOURCE.read_bytes()
+    for flags in (FLAGS + CLONES, FLAGS):
+        digest = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode()]))
+        path = folder / f"nnbench-native-{digest.hexdigest()[:20]}.so"
+        if not path.exists() and not _compile(compiler, flags, path):
+            continue
+        library = ctypes.CDLL(str(path))
+        library.nnbench_native_version.restype = ctypes.c_int
+        if library.nnbench_native_version() != VERSION:
+            return None, f"off: {path} is not version {VERSION}"
+        return library, f"on ({version.splitlines()[0] if version else compiler})"
+    return None, f"off: {compiler} could not compile {SOURCE.name}"
+
+
+def _private_folder(folder: Path) -> str | None:
+    """Create ``folder`` (mode 0700); a reason not to load from it, or None."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+    except OSError as exc:
+        return f"cache folder {folder}: {exc.strerror or exc}"
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"cache folder {folder} is not private to this user (mode, owner)"
+    return None
+
+
+def _compiler_version(compiler: str) -> str:
+    try:
+        done = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
+
+
+def _compile(compiler: str, flags, path: Path) -> bool:
+    """Compile into a temporary file beside ``path``, then rename it into place (atomic: a
+    concurrent process sees either no library or a whole one)."""
+    handle, temporary = tempfile.mkstemp(suffix=".so.tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        done = subprocess.run(
+            [compiler, *flags, "-o", temporary, str(SOURCE), "-lm"],
+            capture_output=True,
+            timeout=COMPILE_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0:
+            return False
+        os.replace(temporary, path)
+        return True
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def address(a) -> int:
+    """The address of a NumPy array's first element."""
+    return a.__array_interface__["data"][0]
