@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nnbench.bench.comparison import log_comparison, targets_met  # noqa: E402
 from nnbench.bench.env import OPENBLAS_OVERRIDES, THREAD_VARIABLES  # noqa: E402
 from nnbench.bench.process import WorkerProcess  # noqa: E402
 
@@ -231,48 +232,103 @@ def run_digits(workers, path: Path, rounds: int) -> dict:
 
 
 # ---------------------------------------------------------------------- report
-def table(cells) -> list[str]:
+def rows_of(cells) -> list[dict]:
+    """One record per cell: nnbench's step and, for each other entry (and the GEMM floor),
+    its step, the paired ratio with its range over rounds, and the target."""
+    rows = []
+    for cell in cells:
+        targets = step_targets(cell)
+        labels = [e[0] for e in cell.entries[1:]] + (["floor"] if "floor" in cell.samples else [])
+        others = []
+        for label in labels:
+            pooled, low, high = ratio(cell, label)
+            others.append(
+                {
+                    "label": "GEMM floor" if label == "floor" else label,
+                    "ms": statistics.median(cell.samples[label]),
+                    "ratio": pooled,
+                    "low": low,
+                    "high": high,
+                    "target": targets.get(label),
+                }
+            )
+        rows.append(
+            {
+                "threads": cell.threads,
+                "model": "-".join(map(str, cell.sizes)),
+                "batch_size": cell.batch_size,
+                "optimizer": cell.optimizer,
+                "nnbench_ms": statistics.median(cell.samples["nnbench"]),
+                "others": others,
+            }
+        )
+    return rows
+
+
+def table(rows) -> list[str]:
     head = (
         f"{'thr':>3} {'model':<15} {'B':>5} {'opt':<5} {'nnbench ms':>10}  {'vs':<12}"
         f"{'other ms':>9} {'ratio':>6} {'(rounds)':>13} {'target':>7}  met"
     )
     lines = [head, "-" * len(head)]
-    for cell in cells:
-        ours = statistics.median(cell.samples["nnbench"])
-        targets = step_targets(cell)
-        model = "-".join(map(str, cell.sizes))
-        for label in [e[0] for e in cell.entries[1:]] + (
-            ["floor"] if "floor" in cell.samples else []
-        ):
-            pooled, low, high = ratio(cell, label)
-            other = statistics.median(cell.samples[label])
-            goal = targets.get(label)
-            met = "" if goal is None else ("yes" if pooled <= goal else "NO")
-            name = "GEMM floor" if label == "floor" else label
+    for row in rows:
+        for other in row["others"]:
+            goal = other["target"]
+            met = "" if goal is None else ("yes" if other["ratio"] <= goal else "NO")
             goal_text = "" if goal is None else f"<={goal:.2f}"
+            spread = f"[{other['low']:.2f}-{other['high']:.2f}]"
             lines.append(
-                f"{cell.threads:>3} {model:<15} {cell.batch_size:>5} {cell.optimizer:<5} "
-                f"{ours:>10.3f}  {name:<12}{other:>9.3f} {pooled:>6.2f} "
-                f"{f'[{low:.2f}-{high:.2f}]':>13} {goal_text:>7}  {met}"
+                f"{row['threads']:>3} {row['model']:<15} {row['batch_size']:>5} "
+                f"{row['optimizer']:<5} {row['nnbench_ms']:>10.3f}  {other['label']:<12}"
+                f"{other['ms']:>9.3f} {other['ratio']:>6.2f} {spread:>13} {goal_text:>7}  {met}"
             )
     return lines
 
 
-def digits_lines(results: dict) -> list[str]:
+DIGITS_TARGET = 0.35
+
+
+def digits_summary(results: dict) -> dict:
     ours = [r["time_to_target_s"] for r in results["nnbench"]]
     theirs = [r["time_to_target_s"] for r in results["torch"]]
     ep_ours = {r["epochs_to_target"] for r in results["nnbench"]}
     ep_theirs = {r["epochs_to_target"] for r in results["torch"]}
-    r = statistics.median(ours) / statistics.median(theirs)
-    same = ep_ours == ep_theirs and None not in ep_ours
+    return {
+        "nnbench_s": statistics.median(ours),
+        "torch_s": statistics.median(theirs),
+        "ratio": statistics.median(ours) / statistics.median(theirs),
+        "target": DIGITS_TARGET,
+        "epochs": sorted(ep_ours | ep_theirs, key=str),
+        "nnbench_epochs": sorted(ep_ours, key=str),
+        "torch_epochs": sorted(ep_theirs, key=str),
+        "same_epochs": ep_ours == ep_theirs and None not in ep_ours,
+    }
+
+
+def digits_lines(d: dict) -> list[str]:
+    met = d["ratio"] <= d["target"]
     return [
         "Time to 97% test accuracy, digits 64-128-64-10, Adam lr 0.002, B=64, 1 thread, "
         "same initial weights and batch order:",
-        f"  nnbench {statistics.median(ours):.3f} s (epochs {sorted(ep_ours, key=str)}), "
-        f"torch {statistics.median(theirs):.3f} s (epochs {sorted(ep_theirs, key=str)}), "
-        f"ratio {r:.2f} (target <=0.35: {'yes' if r <= 0.35 else 'NO'}), "
-        f"identical epochs: {'yes' if same else 'NO'}",
+        f"  nnbench {d['nnbench_s']:.3f} s (epochs {d['nnbench_epochs']}), "
+        f"torch {d['torch_s']:.3f} s (epochs {d['torch_epochs']}), "
+        f"ratio {d['ratio']:.2f} (target <={d['target']:.2f}: {'yes' if met else 'NO'}), "
+        f"identical epochs: {'yes' if d['same_epochs'] else 'NO'}",
     ]
+
+
+def machine_tags(workers_by_threads: dict) -> dict:
+    """The parent run's tags: CPU, BLAS and kernel, nnbench's kernels, library versions."""
+    first = next(iter(workers_by_threads.values()))
+    ours, tags = first["nnbench"].env, {}
+    for key in ("cpu", "cpu_count", "python", "numpy", "blas", "blas_kernel", "kernels"):
+        tags[key] = ours.get(key)
+    for worker in first.values():
+        for module in ("torch", "sklearn"):
+            if module in worker.env:
+                tags[module] = worker.env[module]
+    tags["threads"] = " ".join(str(t) for t in workers_by_threads)
+    return tags
 
 
 def env_lines(workers_by_threads: dict) -> list[str]:
@@ -301,6 +357,14 @@ def main(argv=None) -> None:
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--no-digits", action="store_true")
     parser.add_argument("--json", type=Path, help="write every sample here")
+    parser.add_argument(
+        "--no-track", action="store_true", help="do not record the comparison in MLflow"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow store (default: as nnbench runs, sqlite:///outputs/mlflow.db)",
+    )
+    parser.add_argument("--experiment", default="compare", help="MLflow experiment")
     parser.add_argument(
         "--max-wait",
         type=float,
@@ -345,11 +409,25 @@ def main(argv=None) -> None:
         "[its range]; times are medians of all samples",
         f"  cells measured while other processes kept the CPUs busy: {busy}",
     ]
-    lines += env_lines(workers_by_threads) + [""] + table(all_cells)
-    if digits:
-        lines += [""] + digits_lines(digits)
-    lines.append(f"\n(measured in {time.perf_counter() - start:.0f} s)")
-    print("\n".join(lines))
+    rows = rows_of(all_cells)
+    summary = digits_summary(digits) if digits else None
+    lines += env_lines(workers_by_threads) + [""] + table(rows)
+    if summary:
+        lines += [""] + digits_lines(summary)
+    met, total = targets_met(rows, summary)
+    lines.append(f"\nTargets met: {met} of {total}")
+    lines.append(f"(measured in {time.perf_counter() - start:.0f} s)")
+    print("\n".join(lines), flush=True)
+    if not args.no_track:
+        run_id = log_comparison(
+            rows,
+            machine=machine_tags(workers_by_threads),
+            table="\n".join(lines) + "\n",
+            digits=summary,
+            uri=args.tracking_uri,
+            experiment=args.experiment,
+        )
+        print(f"Recorded in MLflow: experiment {args.experiment!r}, run {run_id}")
     if args.json:
         raw = {
             "cells": [
