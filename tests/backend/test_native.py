@@ -169,3 +169,13 @@ def test_non_finite_values_propagate_through_the_kernels():
     logits = np.array([[np.nan, 0.0, 1.0], [0.0, 1.0, 2.0]], np.float32)
     loss, grad = be.cross_entropy(logits, np.array([1, 2]))
     assert np.isnan(loss) and np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
+
+
+def test_addresses_are_remembered_only_while_the_array_lives():
+    a = np.zeros(8, np.float32)
+    assert _native.address(a) == a.ctypes.data
+    assert _native.address(a[2:]) == a.ctypes.data + 8  # a new view: its own address
+    for _ in range(3):  # ids of dead arrays are reused by new ones: never a stale address
+        b = np.ones(5, np.float64)
+        assert _native.address(b) == b.ctypes.data
+        del b
