@@ -116,6 +116,18 @@ def test_non_root_user_outputs_volume_and_entrypoint(tmp_path):
         assert image.env[key] == "1"
 
 
+def test_the_image_builds_the_cpu_kernels_where_its_runs_load_them():
+    """The RUN line that compiles nnbench/backend/_native.c writes the library that
+    NNBENCH_NATIVE_LIBRARY names (the image has no compiler left to build it at run time)."""
+    _, stages = _stages("cpu")
+    runs = [i.args for i in stages[-1].instructions if i.keyword == "RUN"]
+    [build] = [r for r in runs if "--build-kernels" in r]
+    folder = re.search(r"--build-kernels (\S+)", build).group(1)
+    assert "apt-get purge" in build and "rm -rf /var/lib/apt/lists/*" in build
+    envs = " ".join(i.args for i in stages[-1].instructions if i.keyword == "ENV")
+    assert f"NNBENCH_NATIVE_LIBRARY={folder}/nnbench-native.so" in envs
+
+
 def test_user_comes_after_every_run_line():
     """Installs run as root; nothing runs as root after USER; ENTRYPOINT comes last."""
     _, stages = _stages("cpu")

@@ -172,5 +172,9 @@
 KERNELS(float, f32, sqrtf, expf, logf)
 KERNELS(double, f64, sqrt, exp, log)
 
-/* The version the loader checks, so that a stale library is never used. */
-int nnbench_native_version(void) { return 1; }
+/* The digest of this source the library was built from (-DNNBENCH_DIGEST=...): the loader
+ * checks it, so that a library built from another version of this file is never used. */
+#ifndef NNBENCH_DIGEST
+#define NNBENCH_DIGEST "unknown"
+#endif
+const char *nnbench_native_digest(void) { return NNBENCH_DIGEST; }

@@ -10,9 +10,16 @@ processes each compile to a temporary file and rename it into place. The folder 
 belong to the user and be writable by no one else (a library loaded from there runs as
 the user), else the kernels are not used.
 
-Without a compiler (a slim Docker image), with ``NNBENCH_NATIVE=0``, or when anything above
-fails, `kernels` returns None and `NumpyBackend` takes its NumPy path, which computes the
-same results; `status` says which, for the run's environment record.
+A machine without a compiler can use a library built elsewhere from the same source:
+``python -m nnbench.backend --build-kernels FOLDER`` writes ``FOLDER/nnbench-native.so``
+(for every x86-64 vector unit), and ``NNBENCH_NATIVE_LIBRARY=FOLDER/nnbench-native.so``
+loads it; the Docker image does this. Every library carries the digest of the source it
+was built from, and one built from another version is refused.
+
+Without a compiler or a prebuilt library (the slim Docker image's own Python), with
+``NNBENCH_NATIVE=0``, or when anything above fails, `kernels` returns None and
+`NumpyBackend` takes its NumPy path, which computes the same results; `status` says which,
+for the run's environment record.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 SOURCE = Path(__file__).with_name("_native.c")
-VERSION = 1  # nnbench_native_version() in _native.c
+LIBRARY_NAME = "nnbench-native.so"  # what --build writes
 # -ffp-contract=off: no fused multiply-adds, so every kernel rounds as its NumPy path does.
 # -fno-math-errno and -fno-trapping-math let sqrt and the ReLU selects compile to vector
 # instructions; neither changes a result.
@@ -108,6 +115,9 @@ def _library():
 def _load():
     if os.environ.get("NNBENCH_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
         return None, "off: NNBENCH_NATIVE=0"
+    prebuilt = os.environ.get("NNBENCH_NATIVE_LIBRARY")
+    if prebuilt:
+        return _open_prebuilt(Path(prebuilt))
     compiler = shutil.which(os.environ.get("CC") or "cc")
     if compiler is None:
         return None, "off: no C compiler (set CC, or install one: apt-get install gcc)"
@@ -122,12 +132,54 @@ def _load():
         path = folder / f"nnbench-native-{digest.hexdigest()[:20]}.so"
         if not path.exists() and not _compile(compiler, flags, path):
             continue
-        library = ctypes.CDLL(str(path))
-        library.nnbench_native_version.restype = ctypes.c_int
-        if library.nnbench_native_version() != VERSION:
-            return None, f"off: {path} is not version {VERSION}"
+        library = _open(path)
+        if library is None:
+            return None, f"off: {path} was not built from this {SOURCE.name}"
         return library, f"on ({version.splitlines()[0] if version else compiler})"
     return None, f"off: {compiler} could not compile {SOURCE.name}"
+
+
+def _open_prebuilt(path: Path):
+    """NNBENCH_NATIVE_LIBRARY: a library that only its owner (or root) may replace."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        return None, f"off: NNBENCH_NATIVE_LIBRARY={path}: {exc.strerror or exc}"
+    if info.st_uid not in (0, os.getuid()) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None, f"off: NNBENCH_NATIVE_LIBRARY={path} is writable by others"
+    library = _open(path)
+    if library is None:
+        return None, f"off: NNBENCH_NATIVE_LIBRARY={path} was not built from this {SOURCE.name}"
+    return library, f"on (prebuilt {path})"
+
+
+def source_digest() -> str:
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+
+
+def _open(path: Path):
+    """The library at ``path`` if it was built from this source, else None."""
+    library = ctypes.CDLL(str(path))
+    library.nnbench_native_digest.restype = ctypes.c_char_p
+    if library.nnbench_native_digest().decode() != source_digest():
+        return None
+    return library
+
+
+def build(folder: Path, compiler: str | None = None) -> Path:
+    """Compile the library for every x86-64 vector unit into ``folder``/`LIBRARY_NAME`
+    (for a machine without a compiler: see NNBENCH_NATIVE_LIBRARY); raises on failure."""
+    compiler = shutil.which(compiler or os.environ.get("CC") or "cc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (set CC, or install one: apt-get install gcc)")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LIBRARY_NAME
+    for flags in (FLAGS + CLONES, FLAGS):
+        if _compile(compiler, flags, path):
+            if _open(path) is None:
+                raise RuntimeError(f"{path} does not load")
+            return path
+    raise RuntimeError(f"{compiler} could not compile {SOURCE}")
 
 
 def _private_folder(folder: Path) -> str | None:
@@ -158,8 +210,9 @@ def _compile(compiler: str, flags, path: Path) -> bool:
     handle, temporary = tempfile.mkstemp(suffix=".so.tmp", dir=path.parent)
     os.close(handle)
     try:
+        digest = f'-DNNBENCH_DIGEST="{source_digest()}"'
         done = subprocess.run(
-            [compiler, *flags, "-o", temporary, str(SOURCE), "-lm"],
+            [compiler, *flags, digest, "-o", temporary, str(SOURCE), "-lm"],
             capture_output=True,
             timeout=COMPILE_TIMEOUT_S,
             check=False,

@@ -171,6 +171,44 @@ def test_non_finite_values_propagate_through_the_kernels():
     assert np.isnan(loss) and np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
 
 
+@needs_compiler
+def test_a_library_built_for_another_machine_serves_one_without_a_compiler(tmp_path):
+    """The Docker image's way: --build-kernels where a compiler is, NNBENCH_NATIVE_LIBRARY
+    where none is. A library built from another source, or that others may replace, is
+    refused."""
+    build = [sys.executable, "-m", "nnbench.backend", "--build-kernels", str(tmp_path / "lib")]
+    done = subprocess.run(build, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    library = tmp_path / "lib" / _native.LIBRARY_NAME
+    assert done.stdout.strip() == str(library)
+    no_compiler = {"CC": "nnbench-no-such-compiler", "NNBENCH_NATIVE_LIBRARY": str(library)}
+    prebuilt = probe(tmp_path / "prebuilt", **no_compiler)
+    assert prebuilt["native"] and prebuilt["status"] == f"on (prebuilt {library})"
+    assert not (tmp_path / "prebuilt" / "cache").exists()  # nothing compiled, nothing cached
+    np.testing.assert_allclose(prebuilt["losses"], probe(tmp_path / "local")["losses"], rtol=0)
+
+    stale = tmp_path / "stale.so"
+    compiler = shutil.which(os.environ.get("CC") or "cc")
+    flags = [*_native.FLAGS, '-DNNBENCH_DIGEST="another source"', "-o", str(stale)]
+    subprocess.run([compiler, *flags, str(_native.SOURCE), "-lm"], check=True)
+    refused = probe(tmp_path / "stale", NNBENCH_NATIVE_LIBRARY=str(stale))
+    assert not refused["native"] and "was not built from this _native.c" in refused["status"]
+    library.chmod(0o777)
+    refused = probe(tmp_path / "open", NNBENCH_NATIVE_LIBRARY=str(library))
+    assert not refused["native"] and "is writable by others" in refused["status"]
+
+
+def test_building_without_a_compiler_says_so_in_one_line(tmp_path):
+    build = [sys.executable, "-m", "nnbench.backend", "--build-kernels", str(tmp_path)]
+    env = {**os.environ, "CC": "nnbench-no-such-compiler"}
+    done = subprocess.run(build, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "nnbench: cannot build the CPU kernels: no C compiler "
+        "(set CC, or install one: apt-get install gcc)\n"
+    )
+
+
 def test_addresses_are_remembered_only_while_the_array_lives():
     a = np.zeros(8, np.float32)
     assert _native.address(a) == a.ctypes.data
