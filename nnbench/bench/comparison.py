@@ -10,6 +10,7 @@ each framework it was compared with, the step times and the ratio nnbench / othe
     compare/<other>_ratio         median over rounds of the per-round ratio
     compare/<other>_ratio_min     its range over rounds
     compare/<other>_ratio_max
+    compare/<other>_ratio_best    the fastest sample over the fastest (a quiet machine's ratio)
     compare/<other>_target        the issue's target, where there is one
 
 with ``nnbench.target.<other>`` = ``met`` or ``missed``. ``<other>`` is ``torch``,
@@ -40,6 +41,8 @@ def cell_metrics(row: dict) -> tuple[dict, dict]:
         metrics[f"compare/{name}_ratio"] = other["ratio"]
         metrics[f"compare/{name}_ratio_min"] = other["low"]
         metrics[f"compare/{name}_ratio_max"] = other["high"]
+        if "best" in other:
+            metrics[f"compare/{name}_ratio_best"] = other["best"]
         if other["target"] is not None:
             metrics[f"compare/{name}_target"] = other["target"]
             met = other["ratio"] <= other["target"]

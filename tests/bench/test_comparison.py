@@ -12,7 +12,7 @@ from nnbench.bench.comparison import cell_metrics, log_comparison, metric_name, 
 
 def other(label, ms, ratio, target=None):
     return {"label": label, "ms": ms, "ratio": ratio, "low": ratio - 0.1, "high": ratio + 0.1,
-            "target": target}  # fmt: skip
+            "best": ratio + 0.05, "target": target}  # fmt: skip
 
 
 ROWS = [
@@ -53,6 +53,7 @@ def test_cell_metrics_and_the_count_of_targets_met():
     assert metrics["compare/torch_fused_ratio"] == 0.80
     assert metrics["compare/sklearn_ratio_min"] == pytest.approx(0.55)
     assert metrics["compare/gemm_floor_target"] == 1.15
+    assert metrics["compare/torch_ratio_best"] == pytest.approx(0.75)
     assert tags == {
         "nnbench.target.torch": "met",
         "nnbench.target.torch_fused": "met",
