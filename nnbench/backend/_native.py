@@ -132,7 +132,13 @@ def _load():
         path = folder / f"nnbench-native-{digest.hexdigest()[:20]}.so"
         if not path.exists() and not _compile(compiler, flags, path):
             continue
-        library = _open(path)
+        try:
+            library = _open(path)
+        except OSError:  # a damaged file (a full disk, say): built again, once
+            path.unlink(missing_ok=True)
+            if not _compile(compiler, flags, path):
+                continue
+            library = _open(path)
         if library is None:
             return None, f"off: {path} was not built from this {SOURCE.name}"
         return library, f"on ({version.splitlines()[0] if version else compiler})"

@@ -91,6 +91,16 @@ def test_without_the_kernels_numpy_trains_to_the_same_losses(tmp_path, env, reas
 
 
 @needs_compiler
+def test_a_damaged_library_in_the_cache_is_built_again(tmp_path):
+    first = probe(tmp_path)
+    [library] = (tmp_path / "cache").iterdir()
+    library.write_bytes(b"not a shared library")
+    again = probe(tmp_path)
+    assert again["native"] and again["losses"] == first["losses"]
+    assert library.read_bytes().startswith(b"\x7fELF")
+
+
+@needs_compiler
 def test_a_cache_folder_others_can_write_is_not_loaded_from(tmp_path):
     folder = tmp_path / "cache"
     folder.mkdir(mode=0o700)
