@@ -138,10 +138,13 @@
     /* Softmax cross-entropy of rows z_i with labels y_i, mean over the n rows: with         \
      * s = z_i - max(z_i) and S_i = sum_j exp(s_j), writes dL/dz_ij = exp(s_j) / (n S_i)     \
      * - [j = y_i] / n into grad (its own strides; it may be the logits' memory) and returns \
-     * L = 1/n sum_i (log(n S_i) - s_iy_i) - log n (the per-row terms summed in double). */   \
+     * L = 1/n sum_i (log(n S_i) - s_iy_i) - log n (the per-row terms summed in double).     \
+     * A label outside [0, classes) returns -inf and writes nothing (the caller then raises). */ \
     double cross_entropy_##S(int64_t n, int64_t classes, int64_t rs, int64_t cs,             \
                              const T *z, const int64_t *labels, int64_t grs, int64_t gcs,    \
                              T *grad) {                                                      \
+        for (int64_t i = 0; i < n; i++)                                                      \
+            if (labels[i] < 0 || labels[i] >= classes) return -HUGE_VAL;                     \
         double total = 0.0;                                                                  \
         T inv_n = (T)(1.0 / (double)n);                                                      \
         T n_t = (T)n;                                                                        \

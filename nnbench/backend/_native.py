@@ -53,7 +53,7 @@ FLAGS = (
 CLONES = ("-DNNBENCH_CLONES",)  # one library for every x86-64 vector unit, where supported
 COMPILE_TIMEOUT_S = 120
 
-_STATE: dict = {}  # "kernels": Kernels | None, "status": str; filled on first use
+_STATE: dict = {}  # "library", "status", and a Kernels per dtype name; filled on first use
 
 
 class Kernels:

@@ -84,7 +84,8 @@ class NumpyBackend(Backend):
     def linear(self, x, weight, bias, out=None, activation: str = "identity"):
         out = self.xp.matmul(x, weight.T, out=out)
         slope = _SLOPES.get(activation)
-        if slope is not None and self._fits_native(out, bias):  # bias and f in one pass
+        if slope is not None and self._fits_native(out, bias) and bias.shape == out.shape[1:]:
+            # the bias and f in one pass
             rows, cols = out.shape
             self._native.bias_act(rows, cols, *_steps(out), _at(out), _at(bias), slope)
             return out
@@ -98,7 +99,8 @@ class NumpyBackend(Backend):
     ):
         xp = self.xp
         slope = _SLOPES.get(activation)
-        if slope is not None and self._fits_native(dout, y, grad_bias) and _same_layout(y, dout):
+        fused = slope is not None and self._fits_native(dout, y, grad_bias)
+        if fused and _same_layout(y, dout) and grad_bias.shape == dout.shape[1:]:
             # dz = f'(z) dout over dout and the bias gradient, in one pass
             rows, cols = dout.shape
             steps = _steps(dout)
@@ -194,11 +196,13 @@ class NumpyBackend(Backend):
         xp = self.xp
         n, classes = logits.shape
         out = xp.empty_like(logits) if dlogits is None else dlogits
-        if self._fits_native(logits, out) and _native_labels(labels, n):
+        native = self._fits_native(logits, out) and out.shape == logits.shape
+        if native and _native_labels(labels, n):
             loss = self._native.cross_entropy(
                 n, classes, *_steps(logits), _at(logits), _at(labels), *_steps(out), _at(out)
             )
-            return self._loss(loss, loss_out), out
+            if loss != -math.inf:  # -inf: a label out of range, which the NumPy path reports
+                return self._loss(loss, loss_out), out
         row, scratch = self._ce_buffers(n, classes)
         # The work buffer: the gradient's own memory when it is column-major (its transpose
         # is then a row-major (classes, n) array), else a scratch copied out at the end.
@@ -292,7 +296,7 @@ class NumpyBackend(Backend):
         if weight_decay:
             g = xp.multiply(param, weight_decay, out=scratch[0])  # g = grad + wd * p
             g += grad
-        if momentum and not nesterov and self._fits_native(param, g, buf):
+        if momentum and not nesterov and self._fits_native(param, g, buf) and _sizes(param, g, buf):
             self._native.momentum(param.size, _at(param), _at(g), _at(buf), momentum, lr, first)
             return
         if momentum:
@@ -345,7 +349,7 @@ class NumpyBackend(Backend):
             g += grad
         root = math.sqrt(1.0 - beta2**step)
         size = lr * root / (1.0 - beta1**step)
-        if self._fits_native(param, g, m, v):  # the whole update in one pass
+        if self._fits_native(param, g, m, v) and _sizes(param, g, m, v):  # one pass
             buffers = (_at(param), _at(g), _at(m), _at(v))
             betas = (beta1, 1.0 - beta1, beta2, 1.0 - beta2)
             self._native.adam(param.size, *buffers, *betas, size, eps * root)
@@ -437,6 +441,11 @@ def _steps(a) -> tuple[int, int]:
     """A 2-D array's strides in elements: (row step, column step)."""
     size = a.itemsize
     return a.strides[0] // size, a.strides[1] // size
+
+
+def _sizes(first, *others) -> bool:
+    """Whether the flat buffers all have ``first``'s length (the kernels read that many)."""
+    return all(a.size == first.size for a in others)
 
 
 def _same_layout(a, b) -> bool:

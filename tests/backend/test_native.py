@@ -227,3 +227,17 @@ def test_addresses_are_remembered_only_while_the_array_lives():
         b = np.ones(5, np.float64)
         assert _native.address(b) == b.ctypes.data
         del b
+
+
+def test_labels_out_of_range_never_reach_the_kernel():
+    """Labels are checked once per dataset (`Loss.prepare`); a direct call with a label out
+    of range gets what the NumPy path does (IndexError past the end), never a read or write
+    past the logits."""
+    be, plain = NumpyBackend("float32"), NumpyBackend("float32", native=False)
+    logits = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+    with pytest.raises(IndexError):
+        be.cross_entropy(logits, np.array([0, 4, 1]))
+    for labels in ([0, -1, 1], [0, 3, 1]):
+        got, want = (b.cross_entropy(logits, np.array(labels)) for b in (be, plain))
+        assert got[0] == pytest.approx(want[0], rel=1e-6)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
