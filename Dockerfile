@@ -57,14 +57,15 @@ RUN pip install --no-deps . \
     && python -c "import nnbench"
 
 # nnbench's CPU kernels (nnbench/backend/_native.c), built here once for every x86-64 CPU
-# (the library picks AVX-512, AVX2 or SSE2 as it loads); the compiler leaves with this layer,
-# and runs load the library from NNBENCH_NATIVE_LIBRARY. Without it they take the NumPy
-# path, which gives the same results more slowly.
-# hadolint ignore=DL3008
-RUN apt-get update \
+# (the library picks AVX-512, AVX2 or SSE2 as it loads); the compiler leaves with this layer
+# (only the packages this step added are removed), and runs load the library from
+# NNBENCH_NATIVE_LIBRARY. Without it they take the NumPy path: the same results, slower.
+# hadolint ignore=DL3008,SC2086
+RUN added="$(for p in gcc libc6-dev; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)" \
+    && apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && python -m nnbench.backend --build-kernels /opt/nnbench/kernels \
-    && apt-get purge -y --auto-remove gcc libc6-dev \
+    && if [ -n "$added" ]; then apt-get purge -y --auto-remove $added; fi \
     && rm -rf /var/lib/apt/lists/*
 ENV NNBENCH_NATIVE_LIBRARY=/opt/nnbench/kernels/nnbench-native.so
 
