@@ -25,6 +25,7 @@ for the run's environment record.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import shutil
@@ -51,6 +52,8 @@ FLAGS = (
     "-fno-trapping-math",
 )
 CLONES = ("-DNNBENCH_CLONES",)  # one library for every x86-64 vector unit, where supported
+FLAG_SETS = (FLAGS + CLONES, FLAGS)  # tried in this order: not every compiler has clones
+NO_COMPILER = "no C compiler (set CC, or install one: apt-get install gcc)"
 COMPILE_TIMEOUT_S = 120
 
 _STATE: dict = {}  # "library", "status", and a Kernels per dtype name; filled on first use
@@ -118,17 +121,17 @@ def _load():
     prebuilt = os.environ.get("NNBENCH_NATIVE_LIBRARY")
     if prebuilt:
         return _open_prebuilt(Path(prebuilt))
-    compiler = shutil.which(os.environ.get("CC") or "cc")
+    compiler = _compiler()
     if compiler is None:
-        return None, "off: no C compiler (set CC, or install one: apt-get install gcc)"
+        return None, f"off: {NO_COMPILER}"
     folder = cache_dir()
     problem = _private_folder(folder)
     if problem:
         return None, f"off: {problem}"
     version = _compiler_version(compiler)
-    source = SOURCE.read_bytes()
-    for flags in (FLAGS + CLONES, FLAGS):
-        digest = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode()]))
+    for flags in FLAG_SETS:
+        key = [_source(), version.encode(), " ".join(flags).encode()]
+        digest = hashlib.sha256(b"\0".join(key))
         path = folder / f"nnbench-native-{digest.hexdigest()[:20]}.so"
         if not path.exists() and not _compile(compiler, flags, path):
             continue
@@ -151,7 +154,7 @@ def _open_prebuilt(path: Path):
         info = path.stat()
     except OSError as exc:
         return None, f"off: NNBENCH_NATIVE_LIBRARY={path}: {exc.strerror or exc}"
-    if info.st_uid not in (0, os.getuid()) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if _others_can_write(info, owners=(0, os.getuid())):
         return None, f"off: NNBENCH_NATIVE_LIBRARY={path} is writable by others"
     library = _open(path)
     if library is None:
@@ -159,8 +162,25 @@ def _open_prebuilt(path: Path):
     return library, f"on (prebuilt {path})"
 
 
+@functools.cache
+def _source() -> bytes:
+    return SOURCE.read_bytes()
+
+
 def source_digest() -> str:
-    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    """What a library built from this source returns from nnbench_native_digest()."""
+    return hashlib.sha256(_source()).hexdigest()[:16]
+
+
+def _compiler(name: str | None = None) -> str | None:
+    """The path of ``name``, else of ``$CC``, else of ``cc``; None where there is none."""
+    return shutil.which(name or os.environ.get("CC") or "cc")
+
+
+def _others_can_write(info: os.stat_result, owners) -> bool:
+    """Whether a file or folder belongs to someone outside ``owners`` or is writable by
+    its group or by others: a library loaded from there could be replaced by them."""
+    return info.st_uid not in owners or bool(info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
 def _open(path: Path):
@@ -175,12 +195,12 @@ def _open(path: Path):
 def build(folder: Path, compiler: str | None = None) -> Path:
     """Compile the library for every x86-64 vector unit into ``folder``/`LIBRARY_NAME`
     (for a machine without a compiler: see NNBENCH_NATIVE_LIBRARY); raises on failure."""
-    compiler = shutil.which(compiler or os.environ.get("CC") or "cc")
+    compiler = _compiler(compiler)
     if compiler is None:
-        raise RuntimeError("no C compiler (set CC, or install one: apt-get install gcc)")
+        raise RuntimeError(NO_COMPILER)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LIBRARY_NAME
-    for flags in (FLAGS + CLONES, FLAGS):
+    for flags in FLAG_SETS:
         if _compile(compiler, flags, path):
             if _open(path) is None:
                 raise RuntimeError(f"{path} does not load")
@@ -195,7 +215,7 @@ def _private_folder(folder: Path) -> str | None:
         info = folder.stat()
     except OSError as exc:
         return f"cache folder {folder}: {exc.strerror or exc}"
-    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if _others_can_write(info, owners=(os.getuid(),)):
         return f"cache folder {folder} is not private to this user (mode, owner)"
     return None
 

@@ -453,7 +453,7 @@ def _same_layout(a, b) -> bool:
 
 
 def _native_labels(labels, n: int) -> bool:
-    """Contiguous int64 NumPy labels, one per row (already checked to lie in range)."""
+    """Contiguous int64 NumPy labels, one per row (the kernel checks their range)."""
     return (
         type(labels) is np.ndarray
         and labels.dtype == np.int64
