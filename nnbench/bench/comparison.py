@@ -30,6 +30,16 @@ def metric_name(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
 
+def met(other: dict) -> bool:
+    """Whether a compared entry meets its target (one that has a target)."""
+    return other["ratio"] <= other["target"]
+
+
+def digits_met(digits: dict) -> bool:
+    """The time-to-accuracy target: the ratio, reached in the same epochs."""
+    return digits["ratio"] <= digits["target"] and digits["same_epochs"]
+
+
 def cell_metrics(row: dict) -> tuple[dict, dict]:
     """(metrics, tags) of one configuration: ``row`` has ``nnbench_ms`` and ``others``,
     a list of {label, ms, ratio, low, high, target}."""
@@ -45,20 +55,17 @@ def cell_metrics(row: dict) -> tuple[dict, dict]:
             metrics[f"compare/{name}_ratio_best"] = other["best"]
         if other["target"] is not None:
             metrics[f"compare/{name}_target"] = other["target"]
-            met = other["ratio"] <= other["target"]
-            tags[f"nnbench.target.{name}"] = "met" if met else "missed"
+            tags[f"nnbench.target.{name}"] = "met" if met(other) else "missed"
     return metrics, tags
 
 
 def targets_met(rows: list[dict], digits: dict | None = None) -> tuple[int, int]:
     """(met, total) over every ratio that has a target, and the digits target."""
     checked = [o for row in rows for o in row["others"] if o["target"] is not None]
-    met = sum(o["ratio"] <= o["target"] for o in checked)
-    total = len(checked)
+    count, total = sum(map(met, checked)), len(checked)
     if digits is not None:
-        total += 1
-        met += digits["ratio"] <= digits["target"] and digits["same_epochs"]
-    return met, total
+        count, total = count + digits_met(digits), total + 1
+    return count, total
 
 
 def log_comparison(
@@ -78,17 +85,17 @@ def log_comparison(
     from nnbench import tracking
 
     uri = tracking.resolve_uri(uri)
-    met, total = targets_met(rows, digits)
+    count, total = targets_met(rows, digits)
     parent = tracking.start_run(
         uri=uri,
         experiment=experiment,
-        run_name=f"compare: {met} of {total} targets met",
+        run_name=f"compare: {count} of {total} targets met",
         params={"configurations": str(len(rows))},
         tags={f"nnbench.machine.{k}": str(v) for k, v in machine.items()}
         | {"nnbench.role": "compare", tracking.OUTCOME_TAG: "completed"},
     )
     with tracking.recording(parent):
-        parent.log_metrics({"compare/targets_met": met, "compare/targets": total}, step=0)
+        parent.log_metrics({"compare/targets_met": count, "compare/targets": total}, step=0)
         parent.client.log_text(parent.run_id, table, "compare/table.txt")
         link = {"experiment_id": _experiment_id(parent), "parent_run_id": parent.run_id}
         for row in rows:
@@ -119,7 +126,6 @@ def _log_child(tracking, uri, link, row: dict) -> None:
 
 
 def _log_digits(tracking, uri, link, digits: dict) -> None:
-    met = digits["ratio"] <= digits["target"] and digits["same_epochs"]
     child = tracking.start_run(
         uri=uri,
         experiment=None,
@@ -128,7 +134,7 @@ def _log_digits(tracking, uri, link, digits: dict) -> None:
         tags={
             "nnbench.role": "compare",
             tracking.OUTCOME_TAG: "completed",
-            "nnbench.target.time_to_accuracy": "met" if met else "missed",
+            "nnbench.target.time_to_accuracy": "met" if digits_met(digits) else "missed",
         },
         parent=link,
     )
