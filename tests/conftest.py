@@ -15,6 +15,9 @@ from nnbench.backend import NumpyBackend
 from nnbench.errors import BackendUnavailableError
 from nnbench.tracking.daemon import stop
 
+# The opt-in suites and --record-skipped (the two phases of .ci/run).
+pytest_plugins = ("tests.suites",)
+
 BACKEND_NAMES = ("numpy", "strict", "cupy")
 
 
