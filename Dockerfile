@@ -53,6 +53,7 @@ RUN python -m venv "$VIRTUAL_ENV" \
     && pip install --require-hashes -r "$NNBENCH_LOCK"
 COPY pyproject.toml README.md ./
 COPY nnbench ./nnbench
+COPY conf ./conf
 RUN pip install --no-deps . \
     && python -c "import nnbench"
 

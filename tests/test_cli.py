@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nnbench.conf
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
@@ -30,7 +31,7 @@ from tests.cli_helpers import (
     write_mnist,
 )
 
-CONF = Path(cli.__file__).parent / "conf"
+CONF = Path(nnbench.conf.__file__).parent
 
 
 def ok(proc: subprocess.CompletedProcess) -> str:

@@ -1,6 +1,6 @@
 """The shipped Hydra configs, composed in-process with Hydra's compose API.
 
-Every option of every group is found by listing nnbench/conf/<group>/*.yaml, so a new file
+Every option of every group is found by listing conf/<group>/*.yaml, so a new file
 is covered without editing this test. Each composes against the structured schema and
 passes `nnbench.config.check`; the range and choice tables reject bad values with the
 uniform "Invalid <key>: <value> (<allowed>)" message.
@@ -13,6 +13,7 @@ import functools
 import re
 from pathlib import Path
 
+import nnbench.conf
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
@@ -25,7 +26,7 @@ import nnbench as nb
 from nnbench import cli, config
 from nnbench.data.registry import DATASETS, dataset_options
 
-CONF = Path(config.__file__).parent / "conf"
+CONF = Path(nnbench.conf.__file__).parent
 GROUPS = (
     "backend",
     "dataset",

@@ -160,7 +160,7 @@ def test_dockerignore_sends_only_what_copy_needs():
         for source in ins.args.split()[:-1]
     ]
     assert "nnbench" in copied and "requirements.lock" in copied
-    for source in [*copied, "nnbench/cli.py", "nnbench/conf/config.yaml"]:
+    for source in [*copied, "nnbench/cli.py", "conf/config.yaml"]:
         assert not _dockerignored(source, patterns), source
     for path in (".venv/bin/python", "outputs/mlflow.db", ".git/HEAD", "tests/conftest.py"):
         assert _dockerignored(path, patterns), path

@@ -1,1 +1,0 @@
-"""Hydra configs, packaged with nnbench so an installed copy finds them."""
