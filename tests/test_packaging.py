@@ -8,6 +8,7 @@ accident: only the installed copy's configs and the user's folder."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -62,9 +63,23 @@ def test_every_package_is_in_pyproject():
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """nnbench installed, without its dependencies (those come from this environment)."""
-    target = tmp_path_factory.mktemp("site")
+    source, target = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("site")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    for name in ("nnbench", "conf"):  # a copy, so that the build leaves the checkout alone
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, ROOT],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            target,
+            source,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
