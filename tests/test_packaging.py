@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -54,6 +53,7 @@ def _packages_on_disk() -> set[str]:
 def test_every_package_is_in_pyproject():
     """pyproject.toml lists the packages (conf/ is mapped into nnbench): a new subpackage
     missing there would be missing from every installed copy."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert set(setuptools["packages"]) == _packages_on_disk()
     assert setuptools["package-dir"] == {"nnbench.conf": "conf"}
