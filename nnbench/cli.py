@@ -1,6 +1,11 @@
-"""``python -m nnbench``: compose the config with Hydra, build the pieces, delegate to `fit`.
+"""``python -m nnbench``: compose the config with Hydra, then run the job it describes:
+skip it when a resumed sweep already did it, else train (build the pieces, `fit` with
+progress and the run's MLflow record) or run a benchmark job, and print how it ended.
 
-This is the only module that sees the Hydra config: everything below it takes plain values.
+Hydra's config stays in the entry layer (this module, `nnbench.config`, `nnbench.job`,
+`nnbench.usage`, `nnbench.sweep_callback`) and the sweep's parent-run callback
+(`nnbench.tracking.sweep`): what this module calls below it takes plain values
+(docs/design.md, "Parts and layers").
 """
 
 from __future__ import annotations

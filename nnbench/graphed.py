@@ -9,9 +9,9 @@ non-finite loss. The capture machinery itself is device-specific and lives in
 
 from __future__ import annotations
 
+from nnbench.epoch import EpochResult
 from nnbench.errors import invalid
 from nnbench.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from nnbench.train import EpochResult
 
 
 def graphed_training(model, loss_fn, optimizer, cuda_graph) -> GraphedTraining:

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnbench.epoch import EpochResult
 from nnbench.errors import invalid
+from nnbench.graphed import graphed_training
 from nnbench.nn.losses import Loss
 
 DEFAULT_EVAL_BATCH = 2048
@@ -56,14 +58,6 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[n
     order = rng.permutation(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
-
-
-@dataclass
-class EpochResult:
-    loss: float  # mean data loss over the samples seen
-    correct: int | None
-    samples: int
-    diverged_step: int | None = None  # 1-based step of the first non-finite loss
 
 
 def train_epoch(model, loss_fn, optimizer, x, y, batch_size: int, rng) -> EpochResult:
@@ -201,8 +195,6 @@ def fit(
         _check_batchnorm_batches(x.shape[0], batch_size)
     graphed = None
     if cuda_graph is not False and cuda_graph is not None:
-        from nnbench.graphed import graphed_training
-
         graphed = graphed_training(model, loss_fn, optimizer, cuda_graph)
     rng = np.random.default_rng(seed)
     result = FitResult(outcome="completed", epochs=0)

@@ -34,7 +34,8 @@ def nnbench(cwd: Path, *args: str, timeout: float = 180) -> subprocess.Completed
 
 
 def store_uri(cwd: Path) -> str:
-    """DESIGN.md's default store of a run started in ``cwd``, written out by hand."""
+    """The default store of a run started in ``cwd`` (``outputs/mlflow.db`` there), written
+    out by hand."""
     return f"sqlite:///{cwd.resolve()}/outputs/mlflow.db"
 
 

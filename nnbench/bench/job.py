@@ -18,11 +18,11 @@ CUDA, PyTorch or scikit-learn not installed):
 
 - in a multirun, its job prints one line saying why (``unavailable: <reason>``) and its
   run ends FAILED with ``nnbench.outcome=failed`` and the reason in ``nnbench.error``
-  (``unavailable here: backend=cupy: CuPy is not installed; ...``), as DESIGN.md's record
-  of a run has it. Nothing is raised: the other jobs go on and the multirun exits 0. The
-  report ranks such a run after every measured one and shows the reason. A resumed sweep
-  runs it again (only completed and diverged runs count as done), so the same sweep
-  repeated on a GPU machine fills it in.
+  (``unavailable here: backend=cupy: CuPy is not installed; ...``), as the record of a
+  run has it (docs/design.md, "MLflow record of a run"). Nothing is raised: the other
+  jobs go on and the multirun exits 0. The report ranks such a run after every measured
+  one and shows the reason. A resumed sweep runs it again (only completed and diverged
+  runs count as done), so the same sweep repeated on a GPU machine fills it in.
 - in a single run, it is a user mistake, like ``backend=cupy`` without a GPU: one line,
   exit status 2, nothing recorded.
 """

@@ -200,7 +200,9 @@ class MLP:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Host copies of every parameter and running statistic, keyed as in DESIGN.md."""
+        """Host copies of every parameter and running statistic: ``hidden.{i}.weight``,
+        ``hidden.{i}.bias`` (and ``hidden.{i}.bn.weight``, ``.bias``, ``.running_mean``,
+        ``.running_var`` with batch normalization), then ``output.weight``, ``output.bias``."""
         return {key: self.backend.to_host(value) for key, value in self._state_views().items()}
 
     def gradients(self) -> dict[str, np.ndarray]:

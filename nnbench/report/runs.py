@@ -1,6 +1,6 @@
 """The runs a report compares, read back from MLflow as plain rows, and how they rank.
 
-A row holds what the record of a run (DESIGN.md, "MLflow record of a run") says: its
+A row holds what the record of a run (docs/design.md, "MLflow record of a run") says: its
 params, its final metrics, its outcome. Only completed runs are ranked by the metric;
 interrupted, diverged, failed and still-running runs always come after them, whatever
 numbers they carry (a benchmark of a framework that cannot run here is a failed run,

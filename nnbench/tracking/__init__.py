@@ -1,7 +1,11 @@
-"""MLflow tracking: the store, one run's lifecycle, artifacts, and the multirun parent run.
+"""MLflow tracking: the store, one run's lifecycle, artifacts, the tracking agent that
+records a training run in a process of its own, and the multirun parent run.
 
 Nothing here imports MLflow until a run is actually recorded, so ``tracking=none`` costs
-nothing. The record of a run follows DESIGN.md ("MLflow record of a run").
+nothing; a training run's MLflow work happens in the agent, never in the training process.
+The record of a run and of a sweep: docs/design.md ("MLflow record of a run", "MLflow
+record of a sweep"). Tracking writes the record and never imports the report, which reads
+it back (docs/design.md, "Parts and layers").
 """
 
 from __future__ import annotations

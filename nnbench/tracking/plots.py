@@ -1,7 +1,10 @@
 """PNG pictures of a run: the decision boundary for 2-D inputs (the learning curves are
 `nnbench.tracking.curves`).
 
-matplotlib is imported here only, with the Agg backend: no display is needed.
+pyplot is set up here only (`_pyplot`, with the Agg backend: no display is needed), for this
+picture and the report's charts; the learning curves use matplotlib's renderer without
+pyplot. Like everything in nnbench, this module imports matplotlib inside its functions,
+and only the tracking agent (or the report) calls them: a training run never loads it.
 """
 
 from __future__ import annotations

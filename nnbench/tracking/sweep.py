@@ -1,5 +1,6 @@
 """The multirun's parent run, created by a Hydra callback in the launching process before
-any job starts, and closed with the sweep's summary when the last job is done.
+any job starts, and closed when the last job is done (after the sweep's summary, which
+`nnbench.sweep_callback` adds: docs/design.md, "The job flow of a sweep").
 
 The callback writes what a job needs to find the parent run (store URI, experiment id,
 parent run id) to ``<sweep dir>/nnbench_sweep.json`` and to $NNBENCH_SWEEP; each job finds
@@ -110,7 +111,7 @@ def find_parent(sweep_dir: str, configured_uri: str | None, experiment: str) -> 
 
 
 class SweepCallback(Callback):
-    """on_multirun_start: store, experiment, parent run; on_multirun_end: summary, FINISHED.
+    """on_multirun_start: store, experiment, parent run; on_multirun_end: `summarize`, FINISHED.
 
     If the launching process stops before the end (Ctrl-C, SIGTERM, a failed job), the
     parent run is ended KILLED or FAILED at exit, never left RUNNING.
@@ -163,15 +164,18 @@ class SweepCallback(Callback):
         if self.parent_run_id is None:
             return
         try:
-            from nnbench.report import log_sweep_summary
-
             self._say_skipped()
-            log_sweep_summary(self.client, self.parent_run_id, Path(str(config.hydra.sweep.dir)))
+            self.summarize(Path(str(config.hydra.sweep.dir)))
             self.client.set_tag(self.parent_run_id, OUTCOME_TAG, "completed")
             self._end_if_open("FINISHED")
         except BaseException:
             self._end_if_open("FAILED")
             raise
+
+    def summarize(self, sweep_dir: Path) -> None:
+        """What the parent run gets once the last job is done, before it ends FINISHED: nothing
+        here. The callback the config names, `nnbench.sweep_callback.SweepCallback`, logs the
+        comparison of the children (`nnbench.report`, which reads what tracking wrote)."""
 
     def _say_skipped(self) -> None:
         """One line naming the jobs skipped as already done (whatever the launcher did with

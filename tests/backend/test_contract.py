@@ -46,7 +46,8 @@ BASE_MEMBERS = public_members(Backend)
 
 
 def test_base_interface_is_small_and_nonempty():
-    """The interface exists and stays "a few dozen primitives at most" (STYLE.md)."""
+    """The interface exists and stays a few dozen primitives at most (docs/design.md,
+    "Parts and layers": a new device implements only these)."""
     assert {"linear", "activation", "cross_entropy", "sgd_step", "views"} <= set(BASE_MEMBERS)
     assert len(BASE_MEMBERS) <= 48
 

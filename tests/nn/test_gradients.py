@@ -210,7 +210,7 @@ def reseed_dropout(model, seed: int = 11) -> None:
 
 
 def expected_trainable_keys(hidden, batchnorm: bool) -> list[str]:
-    """The trainable state-dict keys as DESIGN.md names them."""
+    """The trainable state-dict keys as the README names them ("The Python API")."""
     keys = []
     for i in range(len(hidden)):
         keys += [f"hidden.{i}.weight", f"hidden.{i}.bias"]

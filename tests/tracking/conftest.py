@@ -44,7 +44,7 @@ def all_runs(client) -> list:
 
 
 def assert_none_running(client) -> None:
-    """DESIGN.md: no run is ever left RUNNING."""
+    """No run is ever left RUNNING (docs/design.md, "MLflow record of a run")."""
     states = {run.info.run_id: run.info.status for run in all_runs(client)}
     assert all(status in TERMINAL for status in states.values()), states
 

@@ -1,5 +1,5 @@
-"""The record of one completed run (DESIGN.md, "MLflow record of a run"), read back from a
-real SQLite store: status and tags, params, per-epoch metrics, artifacts.
+"""The record of one completed run (docs/design.md, "MLflow record of a run"), read back
+from a real SQLite store: status and tags, params, per-epoch metrics, artifacts.
 
 One run serves every test here: ``dataset=moons`` (2-D, so a decision boundary is drawn),
 3 epochs, a small model, with values set on the command line so the params can be compared
