@@ -44,9 +44,13 @@ MY_SWEEP = textwrap.dedent(
 
 
 def _packages_on_disk() -> set[str]:
-    found = {"nnbench.conf"}
-    for init in (ROOT / "nnbench").rglob("__init__.py"):
-        found.add(".".join(init.parent.relative_to(ROOT).parts))
+    """nnbench's packages, and every folder of conf/ as nnbench.conf.<group>."""
+    found = {
+        ".".join(i.parent.relative_to(ROOT).parts) for i in ROOT.glob("nnbench/**/__init__.py")
+    }
+    for folder in (ROOT / "conf").glob("**/"):  # conf itself first
+        if "__pycache__" not in folder.parts:
+            found.add(".".join(["nnbench", *folder.relative_to(ROOT).parts]))
     return found
 
 
