@@ -194,7 +194,9 @@ def _open(path: Path):
 
 def build(folder: Path, compiler: str | None = None) -> Path:
     """Compile the library for every x86-64 vector unit into ``folder``/`LIBRARY_NAME`
-    (for a machine without a compiler: see NNBENCH_NATIVE_LIBRARY); raises on failure."""
+    (for a machine without a compiler: see NNBENCH_NATIVE_LIBRARY); raises on failure.
+    It is left readable by every user (mode 0755), who all load it: an image's runs go as
+    whichever uid `docker run -u` names."""
     compiler = _compiler(compiler)
     if compiler is None:
         raise RuntimeError(NO_COMPILER)
@@ -202,6 +204,7 @@ def build(folder: Path, compiler: str | None = None) -> Path:
     path = folder / LIBRARY_NAME
     for flags in FLAG_SETS:
         if _compile(compiler, flags, path):
+            path.chmod(0o755)
             if _open(path) is None:
                 raise RuntimeError(f"{path} does not load")
             return path
