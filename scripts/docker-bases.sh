@@ -17,7 +17,7 @@
 # The CA bundle that pip here is configured with (`pip config list`: cert=..., or
 # $CA_BUNDLE) is trusted inside, by the system and by pip: where the package registries are
 # reached through an intercepting proxy, builds on these bases reach them too. Builds run
-# with --network host. MIRROR=<url> picks another Debian mirror.
+# with --network host. MIRROR=<url> picks another Debian mirror, DOCKER=<path> another CLI.
 set -euo pipefail
 
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
@@ -26,8 +26,9 @@ PYTHON_IMAGE=${PYTHON_IMAGE:-nnbench-base/python:3.11-bookworm}
 POSTGRES_IMAGE=${POSTGRES_IMAGE:-nnbench-base/postgres:15-bookworm}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PIP=${PIP:-python3 -m pip}
+DOCKER=${DOCKER:-docker}
 
-have() { [ -z "${FORCE:-}" ] && docker image inspect "$1" >/dev/null 2>&1; }
+have() { [ -z "${FORCE:-}" ] && "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 
 ca_bundle() {
     # pip's own setting first (global.cert or $PIP_CERT), then the system's bundle.
@@ -51,7 +52,7 @@ debian() {
     chroot "$root" update-ca-certificates >&2
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > "$root/etc/pip.conf"
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-    tar -C "$root" -c . | docker import \
+    tar -C "$root" -c . | "$DOCKER" import \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
         --change 'CMD ["bash"]' - "$DEBIAN_IMAGE" >&2
@@ -60,7 +61,7 @@ debian() {
 
 built_on_debian() {  # <tag> <Dockerfile under scripts/docker-bases/>
     have "$1" && return
-    docker build --network host --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
+    env -u DOCKER_BUILDKIT "$DOCKER" build --network host --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
         -t "$1" -f "$HERE/docker-bases/$2" "$HERE/docker-bases" >&2
 }
 
