@@ -69,10 +69,12 @@ lock: | $(BIN)/python
 
 # The Docker image nnbench:$(VARIANT) (needs Docker with BuildKit; VARIANT=gpu for CUDA), with
 # the commit and whether the tree was dirty recorded in every run's manifest.
-# DOCKER_BUILD_ARGS adds options, e.g. a local base image (README.md, "Docker").
+# DOCKER_BUILD_ARGS adds options, e.g. a local base image (README.md, "Docker"); DOCKER
+# picks the CLI.
 DOCKER_BUILD_ARGS ?=
+DOCKER ?= docker
 image:
-	DOCKER_BUILDKIT=1 docker build $(DOCKER_BUILD_ARGS) -t nnbench:$(VARIANT) --build-arg VARIANT=$(VARIANT) \
+	DOCKER_BUILDKIT=1 $(DOCKER) build $(DOCKER_BUILD_ARGS) -t nnbench:$(VARIANT) --build-arg VARIANT=$(VARIANT) \
 		--build-arg GIT_COMMIT="$$(git rev-parse HEAD)" \
 		--build-arg GIT_DIRTY="$$(test -z "$$(git status --porcelain --untracked-files=no)" && echo false || echo true)" .
 
