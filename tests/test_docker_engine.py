@@ -51,6 +51,7 @@ BASES = ROOT / "scripts" / "docker-bases.sh"
 PYTHON_BASE = "nnbench-base/python:3.11-bookworm"
 POSTGRES_BASE = "nnbench-base/postgres:15-bookworm"
 LABEL = f"nnbench.test={uuid.uuid4().hex[:12]}"  # on every container started here
+IMAGE_LABEL = "org.opencontainers.image.title=nnbench"  # the Dockerfile's
 EPOCHS = ("trainer.epochs=3", "trainer.progress=none")
 # Dropout on, so that the backend's random numbers are compared too.
 SEEDED = ("seed=0", "backend.dtype=float64", "model.dropout=0.2", *EPOCHS)
@@ -64,7 +65,8 @@ TIMINGS = ("time/", "throughput/")  # wall-clock: never reproducible
 
 @pytest.fixture(scope="module")
 def docker():
-    """The engine (started here if none runs); the containers started here removed after."""
+    """The engine (started here if none runs); the containers started here removed after,
+    and the nnbench images that rebuilding left without a tag."""
     with engine() as docker:
         try:
             yield docker
@@ -72,6 +74,10 @@ def docker():
             left = docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
             if left:
                 docker("rm", "-f", *left, check=False)
+            untagged = ["--filter", "dangling=true", "--filter", f"label={IMAGE_LABEL}"]
+            stale = docker("images", "-q", *untagged, check=False).stdout.split()
+            if stale:
+                docker("rmi", *dict.fromkeys(stale), check=False)
 
 
 @pytest.fixture(scope="module")
@@ -487,6 +493,11 @@ def compose_study(docker, image, bases, tmp_path_factory):
         parent, children = _sweep_runs(client, "sweep-lr")
         study["parent"], study["children"] = parent, children
         _check_every_epoch(client, children, _printed_jobs(sweep.stdout), epochs=3)
+        for run in [parent, *children]:  # what was read back, for the record (pytest -s)
+            rows = client.get_metric_history(run.info.run_id, "val/loss")
+            print(
+                f"server: {run.info.run_name} {run.info.status}", [(m.step, m.value) for m in rows]
+            )
         study["artifact_uris"] = [c.info.artifact_uri for c in children]
         sql = "SELECT count(*) FROM runs; SELECT count(*) FROM metrics WHERE key = 'val/loss'"
         counted = compose("exec", "-T", "postgres", "psql", "-U", "mlflow", "-d", "mlflow",
