@@ -63,7 +63,8 @@ RUN pip install --no-deps . \
 # nnbench's CPU kernels (nnbench/backend/_native.c), built here once for every x86-64 CPU
 # (the library picks AVX-512, AVX2 or SSE2 as it loads); the compiler leaves with this layer
 # (only the packages this step added are removed), and runs load the library from
-# NNBENCH_NATIVE_LIBRARY. Without it they take the NumPy path: the same results, slower.
+# NNBENCH_NATIVE_LIBRARY. Without it they take the NumPy path: the same results up to the last
+# bits (float64 too: compare runs on the same path, which every manifest names), slower.
 # hadolint ignore=DL3008,SC2086
 RUN added="$(for p in gcc libc6-dev; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)" \
     && apt-get update \

@@ -18,8 +18,9 @@ was built from, and one built from another version is refused.
 
 Without a compiler or a prebuilt library (the slim Docker image's own Python), with
 ``NNBENCH_NATIVE=0``, or when anything above fails, `kernels` returns None and
-`NumpyBackend` takes its NumPy path, which computes the same results; `status` says which,
-for the run's environment record.
+`NumpyBackend` takes its NumPy path, which computes the same results up to the last bits
+(a seeded float64 run on the two paths differs there); `status` says which, for the run's
+environment record.
 """
 
 from __future__ import annotations
