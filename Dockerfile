@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # nnbench in a container: a CPU image by default, a GPU image (CUDA 12, CuPy) by build argument.
 #   docker build -t nnbench .
 #   docker build -t nnbench:gpu --build-arg VARIANT=gpu .
@@ -6,12 +5,17 @@
 #   docker run --rm --gpus all -v "$PWD/outputs:/work/outputs" nnbench:gpu backend=cupy
 # The runs' manifests name the commit when it is passed in (make image does this):
 #   --build-arg GIT_COMMIT="$(git rev-parse HEAD)" --build-arg GIT_DIRTY=false
+# It needs BuildKit (the GPU stage mounts uv), which every Docker since 23 uses; with an older
+# engine's CLI, set DOCKER_BUILDKIT=1. No `# syntax=` line: BuildKit's built-in frontend
+# reads this file, so nothing but the base images and the package registries is needed.
 #
-# Base images are pinned by tag and digest. To move to newer ones, change the tag and take
-# its digest from `docker buildx imagetools inspect <image:tag>`; --build-arg PYTHON_IMAGE=...
-# (or CUDA_IMAGE, UV_IMAGE) overrides one for a single build. Python packages come from the
-# lock files (`make lock`), checked against their hashes. tests/test_docker.py runs hadolint on
-# this file and performs its install steps in a fresh virtual environment.
+# Every base image is a build argument, pinned by tag and digest. To move to newer ones,
+# change the tag and take its digest from `docker buildx imagetools inspect <image:tag>`;
+# --build-arg PYTHON_IMAGE=... (or CUDA_IMAGE, UV_IMAGE) overrides one for a single build,
+# e.g. a local stand-in from scripts/docker-bases.sh where no image registry is reachable.
+# Python packages come from the lock files (`make lock`), checked against their hashes.
+# tests/test_docker.py lints this file with hadolint; tests/test_docker_engine.py builds the
+# CPU image with a Docker engine and runs it.
 
 ARG VARIANT=cpu
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm@sha256:d11b9bd5e49ea7401753d78f4d3b56f3aec952b85b49bcae88981f0452818e0b
@@ -46,7 +50,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# Install steps (tests/test_docker.py performs these RUN lines, with these ENV values).
+# Install steps: the locked packages, checked against their hashes, then nnbench itself.
 WORKDIR /opt/nnbench
 COPY requirements.lock requirements-gpu.lock ./
 RUN python -m venv "$VIRTUAL_ENV" \
@@ -60,7 +64,8 @@ RUN pip install --no-deps . \
 # nnbench's CPU kernels (nnbench/backend/_native.c), built here once for every x86-64 CPU
 # (the library picks AVX-512, AVX2 or SSE2 as it loads); the compiler leaves with this layer
 # (only the packages this step added are removed), and runs load the library from
-# NNBENCH_NATIVE_LIBRARY. Without it they take the NumPy path: the same results, slower.
+# NNBENCH_NATIVE_LIBRARY. Without it they take the NumPy path: the same results up to the last
+# bits (float64 too: compare runs on the same path, which every manifest names), slower.
 # hadolint ignore=DL3008,SC2086
 RUN added="$(for p in gcc libc6-dev; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)" \
     && apt-get update \

@@ -79,10 +79,14 @@ lock: | $(BIN)/python
 	sed -i.bak '/^ *#   -c /d' $(LOCK) requirements-gpu.lock  # "via" the scratch file: noise
 	rm -f $(LOCK).bak requirements-gpu.lock.bak
 
-# The Docker image nnbench:$(VARIANT) (needs Docker; VARIANT=gpu for CUDA), with the commit
-# and whether the tree was dirty recorded in every run's manifest.
+# The Docker image nnbench:$(VARIANT) (needs Docker with BuildKit; VARIANT=gpu for CUDA), with
+# the commit and whether the tree was dirty recorded in every run's manifest.
+# DOCKER_BUILD_ARGS adds options, e.g. a local base image (README.md, "Docker"); DOCKER
+# picks the CLI.
+DOCKER_BUILD_ARGS ?=
+DOCKER ?= docker
 image:
-	docker build -t nnbench:$(VARIANT) --build-arg VARIANT=$(VARIANT) \
+	DOCKER_BUILDKIT=1 $(DOCKER) build $(DOCKER_BUILD_ARGS) -t nnbench:$(VARIANT) --build-arg VARIANT=$(VARIANT) \
 		--build-arg GIT_COMMIT="$$(git rev-parse HEAD)" \
 		--build-arg GIT_DIRTY="$$(test -z "$$(git status --porcelain --untracked-files=no)" && echo false || echo true)" .
 

@@ -1,9 +1,11 @@
 """Read a Dockerfile and perform some of its steps without Docker, for tests/test_docker.py.
 
-There is no Docker engine where the tests run, so the image's install steps are done here the
-way the builder would do them: the stages from the chosen variant's base up to the final one,
-in order; ARG with build arguments, ENV, WORKDIR and COPY (from the build context) as Docker
-defines them; the selected RUN lines through ``sh -c``. Container paths are moved under a
+The GPU image cannot be built where the tests run (NVIDIA's base image, a CUDA runtime), so
+its install steps are done here the way the builder would do them: the stages from the
+chosen variant's base up to the final one, in order; ARG with build arguments, ENV, WORKDIR
+and COPY (from the build context) as Docker defines them; the selected RUN lines through
+``sh -c``. The same reading tells the static tests the image's ENV, USER, VOLUME and
+ENTRYPOINT without performing any RUN line. Container paths are moved under a
 ``root`` folder (``/opt/venv`` -> ``root/opt/venv``); the system's own folders (/usr, /bin,
 ...) stay where they are, so the host's Python stands in for the base image's.
 """

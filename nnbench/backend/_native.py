@@ -18,8 +18,9 @@ was built from, and one built from another version is refused.
 
 Without a compiler or a prebuilt library (the slim Docker image's own Python), with
 ``NNBENCH_NATIVE=0``, or when anything above fails, `kernels` returns None and
-`NumpyBackend` takes its NumPy path, which computes the same results; `status` says which,
-for the run's environment record.
+`NumpyBackend` takes its NumPy path, which computes the same results up to the last bits
+(a seeded float64 run on the two paths differs there); `status` says which, for the run's
+environment record.
 """
 
 from __future__ import annotations
@@ -194,7 +195,9 @@ def _open(path: Path):
 
 def build(folder: Path, compiler: str | None = None) -> Path:
     """Compile the library for every x86-64 vector unit into ``folder``/`LIBRARY_NAME`
-    (for a machine without a compiler: see NNBENCH_NATIVE_LIBRARY); raises on failure."""
+    (for a machine without a compiler: see NNBENCH_NATIVE_LIBRARY); raises on failure.
+    It is left readable by every user (mode 0755), who all load it: an image's runs go as
+    whichever uid `docker run -u` names."""
     compiler = _compiler(compiler)
     if compiler is None:
         raise RuntimeError(NO_COMPILER)
@@ -202,6 +205,7 @@ def build(folder: Path, compiler: str | None = None) -> Path:
     path = folder / LIBRARY_NAME
     for flags in FLAG_SETS:
         if _compile(compiler, flags, path):
+            path.chmod(0o755)
             if _open(path) is None:
                 raise RuntimeError(f"{path} does not load")
             return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +192,9 @@ def test_a_library_built_for_another_machine_serves_one_without_a_compiler(tmp_p
     assert done.returncode == 0, done.stderr
     library = tmp_path / "lib" / _native.LIBRARY_NAME
     assert done.stdout.strip() == str(library)
+    assert (
+        stat.S_IMODE(library.stat().st_mode) == 0o755
+    )  # every user loads it, only its owner writes
     no_compiler = {"CC": "nnbench-no-such-compiler", "NNBENCH_NATIVE_LIBRARY": str(library)}
     prebuilt = probe(tmp_path / "prebuilt", **no_compiler)
     assert prebuilt["native"] and prebuilt["status"] == f"on (prebuilt {library})"
