@@ -377,7 +377,7 @@ def _fresh_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.slow
+@pytest.mark.docker  # opt-in with the image suite: it downloads CuPy (about 140 MB)
 def test_gpu_image_install_steps(tmp_path):
     """The GPU image cannot be built here (NVIDIA's base image, a CUDA runtime), so its pip
     RUN lines are performed in a fresh venv, with its ENV: the GPU lock installs with its

@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import jobs, metrics
-from docker_engine import engine
 from test_docker import COMPOSE, LOCKS, ROOT, _compose_command, lock_pins
+
+from tests.cli_helpers import jobs, metrics
+from tests.docker_engine import engine
 
 pytestmark = [
     pytest.mark.docker,
