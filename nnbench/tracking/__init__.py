@@ -11,12 +11,14 @@ it back (docs/design.md, "Parts and layers").
 from __future__ import annotations
 
 from nnbench.tracking import store
+from nnbench.tracking.recorder import NullRecorder, Recorder
 from nnbench.tracking.run import OUTCOME_TAG, RunRecorder, recording
 from nnbench.tracking.store import resolve_uri
 
 __all__ = [
     "OUTCOME_TAG",
     "NullRecorder",
+    "Recorder",
     "RunRecorder",
     "experiment_name",
     "job_tags",
@@ -68,24 +70,3 @@ def start_run(*, uri, experiment, run_name, params, tags, parent=None, client=No
     else:
         experiment_id, parent_run_id = store.experiment_id(client, experiment, uri), None
     return RunRecorder.start(client, experiment_id, run_name, params, tags, parent_run_id)
-
-
-class NullRecorder:
-    """The recorder of ``tracking=none``: accepts everything, records nothing."""
-
-    run_id = None
-
-    def log_epoch(self, record: dict) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict, step: int) -> None:
-        pass
-
-    def set_tags(self, tags: dict) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def end(self, status: str) -> None:
-        pass
