@@ -39,8 +39,8 @@ from nnbench.bench.comparison import (  # noqa: E402
     met,
     targets_met,
 )
-from nnbench.bench.env import OPENBLAS_OVERRIDES, THREAD_VARIABLES  # noqa: E402
 from nnbench.bench.process import WorkerProcess  # noqa: E402
+from nnbench.machine import OPENBLAS_OVERRIDES, THREAD_VARIABLES  # noqa: E402
 
 BIG = (784, 256, 256, 10)
 SMALL = (32, 64, 64, 4)

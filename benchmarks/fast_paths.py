@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnbench.bench.env import OPENBLAS_OVERRIDES, THREAD_VARIABLES  # noqa: E402
 from nnbench.bench.process import WorkerProcess  # noqa: E402
+from nnbench.machine import OPENBLAS_OVERRIDES, THREAD_VARIABLES  # noqa: E402
 
 SIZES = [784, 256, 256, 10]
 # label -> environment switches

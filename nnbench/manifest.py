@@ -12,19 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nnbench import machine
+
 
 def _canonical(name: str) -> str:
     """PEP 503 name: ``Hydra_Core`` -> ``hydra-core``."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-THREAD_ENV = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_CORETYPE",
-    "CUDA_VISIBLE_DEVICES",
-)
 
 
 @functools.cache
@@ -39,24 +32,12 @@ def _package_versions() -> dict[str, str]:
     return dict(sorted(versions.items()))
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _blas() -> list[dict]:
+    """The loaded thread pools, from the controller the backend made once per process."""
     from nnbench.backend._blas import thread_pools
 
     controller = thread_pools()
-    if controller is None:
-        return []
-    keys = ("internal_api", "version", "num_threads", "architecture", "filepath")
-    return [{k: info.get(k) for k in keys} for info in controller.info()]
+    return [] if controller is None else machine.thread_pools(controller)
 
 
 def git_state(cwd=None) -> dict[str, object]:
@@ -111,11 +92,11 @@ def environment_manifest(backend=None) -> dict:
     manifest = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": machine.cpu_model(),
         "cpu_count": os.cpu_count(),
         "packages": _package_versions(),
         "blas": _blas(),
-        "env": _thread_env(),
+        "env": machine.machine_variables(),
         "git": git_state(),
     }
     gpus = _nvidia_gpus()
@@ -135,12 +116,12 @@ def trainer_manifest(backend) -> dict:
         "device": backend.device,
         "kernels": backend.kernels(),
     }
-    return {"backend": described, "blas": _blas(), "env": _thread_env(), **backend_extra(backend)}
-
-
-def _thread_env() -> dict[str, str]:
-    """The environment variables that set thread counts, BLAS kernels and visible GPUs."""
-    return {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
+    return {
+        "backend": described,
+        "blas": _blas(),
+        "env": machine.machine_variables(),
+        **backend_extra(backend),
+    }
 
 
 def backend_extra(backend) -> dict:

@@ -40,6 +40,8 @@ HYDRA_CALLBACK = "nnbench.tracking.sweep"
 ONLY = {
     "nnbench.errors": set(),
     "nnbench.epoch": set(),
+    "nnbench.machine": set(),
+    "nnbench.manifest": {"nnbench.backend", "nnbench.machine"},
     "nnbench.backend": {"nnbench.errors"},
     "nnbench.nn": {"nnbench.backend", "nnbench.errors"},
     "nnbench.optim": {"nnbench.errors"},

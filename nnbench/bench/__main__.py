@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--experiment", default="bench", help="MLflow experiment (with --track)")
     args = parser.parse_args(argv)
-    from nnbench.bench.env import limit_threads
     from nnbench.bench.runner import benchmark
+    from nnbench.machine import limit_threads
 
     limits = limit_threads(args.threads)
     try:

@@ -34,12 +34,12 @@ import os
 import tempfile
 
 from nnbench import tracking
-from nnbench.bench.env import THREAD_VARIABLES, cpu_model
 from nnbench.bench.flops import parse_sizes
 from nnbench.bench.process import WorkerProcess
 from nnbench.bench.track import split_result
 from nnbench.errors import BackendUnavailableError
 from nnbench.interrupt import sigterm_as_interrupt
+from nnbench.machine import THREAD_VARIABLES, cpu_model
 from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG, close
 
 UNAVAILABLE = "unavailable"  # how the job's console line starts when nothing could run

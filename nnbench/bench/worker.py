@@ -50,7 +50,7 @@ class Worker:
         import nnbench as nb
 
         self.backend = nb.get_backend("numpy", "float32")
-        from nnbench.bench.env import limit_threads
+        from nnbench.machine import limit_threads
 
         self._limits = limit_threads(threads)
 

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 
 import nnbench as nb
-from nnbench.bench.env import blas_summary, environment
+from nnbench.bench.env import environment
 from nnbench.bench.memory import _proc_status_kb, device_mb, peak_host_mb, traced_peak_bytes
+from nnbench.machine import blas_summary
 
 
 def test_traced_peak_sees_a_numpy_allocation():
