@@ -53,6 +53,7 @@ class Agent:
 
     def __init__(self, answer):
         self.answer = answer
+        self.store: str | None = None  # the store of the open run (or of the last command)
         self.recorder = None
         self.error: str | None = None  # the first failure of the open run
         self.manifest: dict | None = None  # the environment, read at ``warm``
@@ -69,6 +70,14 @@ class Agent:
             client = store.client(uri)
             self.clients[uri] = known = (client, _identity(store.sqlite_path(uri)))
         return known[0]
+
+    def store_of(self, command: dict) -> str | None:
+        """The store ``command`` works on: the one it names, else the open run's."""
+        parent = command.get("parent") or {}
+        uri = parent.get("uri") or command.get("uri")
+        if uri is not None and command.get("op") in ("warm", "start"):
+            self.store = uri
+        return uri or self.store
 
     def handle(self, command: dict) -> None:
         op = command.pop("op")
@@ -129,10 +138,12 @@ class Agent:
         if self.prepared:
             return
         from nnbench.manifest import environment_manifest
+        from nnbench.tracking.artifacts import DRAWING
         from nnbench.tracking.curves import draw_curves
 
         environment_manifest()
-        draw_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
+        with DRAWING:
+            draw_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
         Agent.prepared = True
 
     def start(self, uri, experiment, run_name, params, tags, parent) -> None:

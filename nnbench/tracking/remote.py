@@ -386,5 +386,12 @@ def planned_store(argv: list[str]) -> str | None:
 def prestart_for(argv: list[str]) -> None:
     """`prestart` the agent when these arguments make a tracked single run."""
     uri = planned_store(argv)
-    if uri is not None:
-        prestart(uri)
+    if uri is None:
+        return
+    from nnbench.tracking.store import check_store
+
+    try:
+        check_store(uri)  # a store that cannot record: the run says so, no agent needed
+    except TrackingUnavailableError:
+        return
+    prestart(uri)
