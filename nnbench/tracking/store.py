@@ -85,7 +85,9 @@ FILE_STORE = ("file:",)
 
 def uri_source(uri: str) -> str:
     """How the user set ``uri``: ``$MLFLOW_TRACKING_URI`` or ``tracking.uri``."""
-    return "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") == uri else "tracking.uri"
+    return (
+        "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") == uri else "tracking.uri"
+    )
 
 
 def unusable(uri: str, why: str) -> TrackingUnavailableError:
@@ -120,7 +122,9 @@ def check_sqlite_file(uri: str, path: Path) -> None:
     if not folder.is_dir():
         raise unusable(uri, f"{folder} is a file, not a folder; {hint}")
     if path.is_dir():
-        raise unusable(uri, f"{path} is a folder; name a file in it, e.g. sqlite:///{path}/mlflow.db")
+        raise unusable(
+            uri, f"{path} is a folder; name a file in it, e.g. sqlite:///{path}/mlflow.db"
+        )
     if path.exists() and not path.is_file():
         raise unusable(uri, f"{path} is not a regular file; {hint}")
     if path.exists():
@@ -182,7 +186,7 @@ def _check_writable(uri: str, path: Path, hint: str) -> None:
 
 def _reason(exc: OSError) -> str:
     reason = exc.strerror or str(exc)
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return f"{reason} (read-only)"
     return reason
 
