@@ -164,7 +164,9 @@ def _os_error(exc: OSError) -> str:
     elif exc.errno in FAULT_ERRNOS:
         hint = "free some space or choose another disk; what was recorded before is kept"
     else:
-        hint = "choose a folder you can write with hydra.run.dir=..., for a sweep hydra.sweep.dir=..."
+        hint = (
+            "choose a folder you can write with hydra.run.dir=..., for a sweep hydra.sweep.dir=..."
+        )
     return f"cannot use{where}: {why} ({hint})"
 
 
