@@ -12,7 +12,6 @@ import sys
 
 from nnbench.bench.flops import parse_sizes
 
-
 # Options that count something: (name, the least allowed value); None means the default.
 COUNTS = (("batch_size", 1), ("samples", 1), ("epoch_rows", 1), ("threads", 1))
 
