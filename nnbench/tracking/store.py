@@ -78,7 +78,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-SQLITE_CHECK_TIMEOUT_S = 2.0
+SQLITE_CHECK_TIMEOUT_S = 5.0  # how long a store locked by another process is waited for
 # Schemes MLflow 3 records to here; a plain path (or file:) means its file store, refused.
 FILE_STORE = ("file:",)
 
@@ -161,7 +161,13 @@ def _check_database(uri: str, path: Path, hint: str) -> None:
             connection.close()
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
-            return  # in use by another writer: MLflow waits for it
+            # MLflow would retry it for minutes, holding locks that every store it opens
+            # needs: a warm agent's other runs would wait on this one.
+            raise unusable(
+                uri,
+                f"{path} stayed locked by another process for {SQLITE_CHECK_TIMEOUT_S:g} s; "
+                "try again once it is free, or use another tracking.uri",
+            ) from None
         raise unusable(uri, f"{path} cannot be opened: {exc}; {hint}") from None
     except sqlite3.DatabaseError as exc:
         raise unusable(uri, f"{path} is not a usable SQLite database ({exc}); {hint}") from None
