@@ -158,10 +158,14 @@ class Server:
         """Serve until idle: no connection for ``idle_s``. Then the socket's name goes first
         (a new client starts a new agent), the connections already queued are served, and
         the agent returns once they are done."""
+        from nnbench.tracking.agent import Agent, retry_unended
+
         while True:
             try:
                 self.accept(listener.accept()[0])
             except TimeoutError:
+                if Agent.unended:  # runs whose end a store refused (a full disk)
+                    retry_unended(self.store_lock)
                 if self.idle():
                     break
         self.remove()
