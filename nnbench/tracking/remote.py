@@ -391,7 +391,7 @@ def prestart_for(argv: list[str]) -> None:
     from nnbench.tracking.store import check_store
 
     try:
-        check_store(uri)  # a store that cannot record: the run says so, no agent needed
+        check_store(uri, wait_s=0)  # one that cannot record: the run says so, no agent
     except TrackingUnavailableError:
         return
     prestart(uri)

@@ -95,11 +95,12 @@ def unusable(uri: str, why: str) -> TrackingUnavailableError:
     return TrackingUnavailableError(f"Invalid {uri_source(uri)}: {uri!r} ({why})")
 
 
-def check_store(uri: str) -> None:
+def check_store(uri: str, write: bool = True, wait_s: float = SQLITE_CHECK_TIMEOUT_S) -> None:
     """Raise TrackingUnavailableError, within seconds, for a store that cannot record: a
     plain path or ``file:`` URI (MLflow's file store), a SQLite file that is not a
-    database, or a place where the SQLite file cannot be written. A server is checked by
-    `check_server`; another database by MLflow."""
+    database (or one locked by another process for ``wait_s`` seconds), or (``write``) a
+    place where the SQLite file cannot be written. A server is checked by `check_server`;
+    another database by MLflow."""
     if is_server(uri):
         return
     if uri.startswith(FILE_STORE) or "://" not in uri:
@@ -111,10 +112,12 @@ def check_store(uri: str) -> None:
         )
     path = sqlite_path(uri)
     if path is not None:
-        check_sqlite_file(uri, path.resolve())
+        check_sqlite_file(uri, path.resolve(), write, wait_s)
 
 
-def check_sqlite_file(uri: str, path: Path) -> None:
+def check_sqlite_file(
+    uri: str, path: Path, write: bool = True, wait_s: float = SQLITE_CHECK_TIMEOUT_S
+) -> None:
     """The SQLite store ``path`` is a database (or does not exist yet) in a folder where
     it can be written; else `unusable`."""
     hint = "point tracking.uri at a new file in a writable folder, or use tracking=none"
@@ -128,8 +131,9 @@ def check_sqlite_file(uri: str, path: Path) -> None:
     if path.exists() and not path.is_file():
         raise unusable(uri, f"{path} is not a regular file; {hint}")
     if path.exists():
-        _check_database(uri, path, hint)
-    _check_writable(uri, path, hint)
+        _check_database(uri, path, hint, wait_s)
+    if write:
+        _check_writable(uri, path, hint)
 
 
 def _existing_ancestor(folder: Path) -> Path:
@@ -140,7 +144,7 @@ def _existing_ancestor(folder: Path) -> Path:
     return folder
 
 
-def _check_database(uri: str, path: Path, hint: str) -> None:
+def _check_database(uri: str, path: Path, hint: str, wait_s: float) -> None:
     """An existing file: empty (SQLite makes it a database) or a readable SQLite database."""
     try:
         with open(path, "rb") as handle:
@@ -152,9 +156,7 @@ def _check_database(uri: str, path: Path, hint: str) -> None:
     if not head:
         return
     try:
-        connection = sqlite3.connect(
-            f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_CHECK_TIMEOUT_S
-        )
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=wait_s)
         try:
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:
@@ -165,7 +167,7 @@ def _check_database(uri: str, path: Path, hint: str) -> None:
             # needs: a warm agent's other runs would wait on this one.
             raise unusable(
                 uri,
-                f"{path} stayed locked by another process for {SQLITE_CHECK_TIMEOUT_S:g} s; "
+                f"{path} stayed locked by another process for {wait_s:g} s; "
                 "try again once it is free, or use another tracking.uri",
             ) from None
         raise unusable(uri, f"{path} cannot be opened: {exc}; {hint}") from None
@@ -256,8 +258,10 @@ def client(uri: str):
     if is_server(uri):
         check_server(uri)
         return MlflowClient(tracking_uri=uri)
-    check_store(uri)
     path = sqlite_path(uri)
+    # A store that exists may be opened to read only (the report): its folder need not be
+    # writable here; a run checks that before it trains (cli, the sweep's launcher).
+    check_store(uri, write=path is None or not path.exists())
     if path is None:
         return MlflowClient(tracking_uri=uri)
     write_ahead_log()

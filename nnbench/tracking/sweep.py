@@ -137,6 +137,8 @@ class SweepCallback(Callback):
         uri = resolve_uri(config.tracking.uri)
         choices = OmegaConf.to_container(config.hydra.runtime.choices)
         name = experiment_name(config.tracking.experiment, choices)
+        if not store.is_server(uri):
+            store.check_store(uri)  # can be written: before the parent run exists
         self.client = store.client(uri)
         experiment_id = store.experiment_id(self.client, name, uri)
         label = choices.get("sweep") or choices.get("experiment") or "multirun"
