@@ -250,28 +250,50 @@ class AgentRecorder:
         self._run_id: str | None = None
         self._ended = False
         self.store: str | None = None  # the store holding the run
+        self._start: dict = {}  # the start command, sent again to a new agent if need be
+        self._restarted = False
 
     @classmethod
     def start(cls, *, uri, experiment, run_name, params, tags, parent=None):
         recorder = cls(agent())
         recorder.store = parent["uri"] if parent else uri
-        recorder.process.send(
-            "start",
-            uri=uri,
-            experiment=experiment,
-            run_name=run_name,
-            params=params,
-            tags=tags,
-            parent=parent,
-        )
+        recorder._start = {
+            "uri": uri,
+            "experiment": experiment,
+            "run_name": run_name,
+            "params": params,
+            "tags": tags,
+            "parent": parent,
+        }
+        try:
+            recorder.process.send("start", **recorder._start)
+        except AgentStopped:
+            recorder._restart()
         return recorder
 
     @property
     def run_id(self) -> str:
-        """The run's id (waits for the agent to have created the run)."""
+        """The run's id (waits for the agent to have created the run). A warm agent that
+        stopped before it answered (it was stopping as we connected) is replaced once."""
         while self._run_id is None:
-            self._take(self.process.wait())
+            try:
+                answer = self.process.wait()
+            except AgentStopped:
+                if self._restarted:
+                    raise
+                self._restart()
+                continue
+            self._take(answer)
         return self._run_id
+
+    def _restart(self) -> None:
+        """Send the run's start to a new agent (the one we had is gone)."""
+        global _agent
+        self._restarted = True
+        if _agent is self.process:
+            _agent = None
+        self.process = agent()
+        self.process.send("start", **self._start)
 
     def _take(self, answer: dict) -> dict:
         if answer["op"] == "started":
