@@ -399,3 +399,56 @@ def test_the_disk_fills_during_a_run(tmp_path, small_disk, agents):
         time.sleep(0.5)
     assert_none_running(tmp_path)
     assert epochs_of(tmp_path, run_id) >= logged
+
+
+def test_an_end_the_store_refused_is_retried(tmp_path):
+    """The store refuses a run's end (here: another process holds its write lock for longer
+    than MLflow's SQLite sessions wait, as a full disk would refuse it): the agent keeps
+    the run, and ends
+    it once the store takes writes again (`retry_unended`, which the warm agent calls every
+    second). The epochs logged before are kept; the run ends FAILED, saying why."""
+    from nnbench.tracking import agent as agent_module
+    from nnbench.tracking.agent import Agent, retry_unended
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    answers: list = []
+    agent = Agent(answers.append)
+    agent.handle(
+        {
+            "op": "start",
+            "uri": uri,
+            "experiment": "faults",
+            "run_name": "r",
+            "params": {"a": "1"},
+            "tags": {},
+            "parent": None,
+        }
+    )
+    run_id = answers[-1]["run_id"]
+    metrics = [["train/loss", 1.0 / step, step, 0] for step in (1, 2, 3)]
+    agent.handle({"op": "metrics", "metrics": metrics})
+    lock = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None, timeout=30)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")  # MLflow's SQLite sessions wait 20 s, then fail
+        agent.handle({"op": "end", "status": "FINISHED"})
+        assert answers[-1] == {"op": "ended"}
+        assert answers[-2]["op"] == "error", answers
+        assert len(Agent.unended) == 1
+    finally:
+        lock.rollback()
+        lock.close()
+    retry_unended()
+    assert agent_module.Agent.unended == []
+    client = client_for_uri(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["nnbench.outcome"] == "failed"
+    assert run.data.tags["nnbench.error"].startswith("the store refused the run's end")
+    assert "database is locked" in run.data.tags["nnbench.error"]
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")][:3] == [1, 2, 3]
+
+
+def client_for_uri(uri: str):
+    from nnbench.tracking.store import client
+
+    return client(uri)
