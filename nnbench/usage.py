@@ -4,8 +4,11 @@ Hydra reports composition errors through ``hydra._internal.utils.run_and_report`
 prints multi-line text (or a trimmed traceback) and exits 1. `reporting_user_errors` swaps in
 a reporter that turns the errors a user can cause (unknown group option, misspelt key, wrong
 type, a value out of range, a missing file) into "nnbench: error: Invalid ..." and exit 2.
-Anything else is a bug and keeps Hydra's full report. HYDRA_FULL_ERROR=1 disables the
-rewriting, as it does in Hydra.
+A file or folder the program cannot use (an output folder under a regular file, read-only,
+a full disk) and a recording that failed are one line too (exit 1 for a full disk or a
+failed store, the machine's fault rather than the user's); Ctrl-C and SIGTERM end with one
+line and 128 + the signal (`reporting_interrupts`). Anything else is a bug and keeps
+Hydra's full report. HYDRA_FULL_ERROR=1 disables the rewriting, as it does in Hydra.
 """
 
 from __future__ import annotations

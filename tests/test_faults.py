@@ -5,8 +5,8 @@ A store that is not a database or cannot be written, a store locked or deleted d
 sweep, SIGINT and SIGTERM to a run, a sweep and the agent at random (seeded) moments, and
 a full disk under the outputs: each ends in one line (no traceback, no hang), keeps what
 was logged before the fault, and leaves no run RUNNING. A store that hangs holds up only
-the runs that use it. Marker ``faults``; part of the default suite (about two minutes on
-two cores). The full-disk tests mount a small tmpfs and are skipped where mounting is not
+the runs that use it. Marker ``faults``; part of the default suite (about three minutes
+on two cores). The full-disk tests mount a small tmpfs and are skipped where mounting is not
 permitted (not root).
 """
 
