@@ -158,14 +158,11 @@ class Server:
         """Serve until idle: no connection for ``idle_s``. Then the socket's name goes first
         (a new client starts a new agent), the connections already queued are served, and
         the agent returns once they are done."""
-        from nnbench.tracking.agent import Agent, retry_unended
-
+        threading.Thread(target=self.retry_ends, daemon=True).start()
         while True:
             try:
                 self.accept(listener.accept()[0])
             except TimeoutError:
-                if Agent.unended:  # runs whose end a store refused (a full disk)
-                    retry_unended(self.store_lock)
                 if self.idle():
                     break
         self.remove()
@@ -175,6 +172,16 @@ class Server:
                 self.accept(listener.accept()[0])
         while not self.idle(quiet_s=0.0):
             time.sleep(0.05)
+
+    def retry_ends(self) -> None:
+        """Every second, end the runs whose end a store refused (a full disk), in a thread
+        of its own: a store that still hangs holds up no connection."""
+        from nnbench.tracking.agent import Agent, retry_unended
+
+        while True:
+            time.sleep(1.0)
+            if Agent.unended:
+                retry_unended(self.store_lock)
 
     def idle(self, quiet_s: float | None = None) -> bool:
         quiet_s = self.idle_s if quiet_s is None else quiet_s
