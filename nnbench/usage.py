@@ -160,7 +160,7 @@ def _not_in_defaults(message: str, argv: list[str]) -> str | None:
 
 def _os_error(exc: OSError) -> str:
     """A file or folder the program could not use: which one, why, and what to do."""
-    where = f" {exc.filename}" if exc.filename else ""
+    where = f" {exc.filename or _written_path(exc)}"
     why = exc.strerror or str(exc)
     if exc.errno == errno.ENOTDIR:
         hint = "a part of the path is a regular file"
@@ -171,6 +171,18 @@ def _os_error(exc: OSError) -> str:
             "choose a folder you can write with hydra.run.dir=..., for a sweep hydra.sweep.dir=..."
         )
     return f"cannot use{where}: {why} ({hint})"
+
+
+def _written_path(exc: OSError) -> str:
+    """The file a write without a file name was for: Hydra's ``_save_config(cfg, filename,
+    output_dir)`` (a full disk as a run starts) leaves it in its frame; else "a file"."""
+    found, frame = "a file", exc.__traceback__
+    while frame is not None:
+        names = frame.tb_frame.f_locals
+        if "output_dir" in names and isinstance(names.get("filename"), str):
+            found = os.path.join(str(names["output_dir"]), names["filename"])
+        frame = frame.tb_next
+    return found
 
 
 def exit_status(exc: BaseException) -> int:
