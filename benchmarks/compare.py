@@ -354,6 +354,23 @@ def env_lines(workers_by_threads: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------- main
+MISSING = {
+    "torch": "PyTorch is not installed: make reference (adds torch 2.13.0, CPU) and run again",
+    "sklearn": "scikit-learn is not installed: pip install scikit-learn, or pass --no-sklearn",
+}
+
+
+def check_installed(frameworks: list[str]) -> None:
+    """One line and exit status 2 for a framework to compare against that is not here
+    (its worker would otherwise die on the import, with a traceback)."""
+    import importlib.util
+
+    for name in frameworks:
+        if name in MISSING and importlib.util.find_spec(name) is None:
+            print(f"compare.py: error: {MISSING[name]}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
@@ -383,6 +400,7 @@ def main(argv=None) -> None:
     batches = args.batches or ([64, 256] if args.quick else [64, 256, 1024, 4096])
     rounds = args.rounds or (3 if args.quick else 7)
     frameworks = ["nnbench", "torch"] + ([] if args.no_sklearn else ["sklearn"])
+    check_installed(frameworks)
 
     all_cells, workers_by_threads, digits, busy = [], {}, None, 0
     start = time.perf_counter()

@@ -8,12 +8,15 @@ import sys
 
 
 def main() -> None:
-    from nnbench.tracking.remote import prestart_for
+    from nnbench.usage import reporting_interrupts
 
-    prestart_for(sys.argv[1:])
-    from nnbench.cli import main as cli_main
+    with reporting_interrupts():
+        from nnbench.tracking.remote import prestart_for
 
-    cli_main()
+        prestart_for(sys.argv[1:])
+        from nnbench.cli import main as cli_main
+
+        cli_main()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Hydra's config stays in the entry layer (this module, `nnbench.config`, `nnbench
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import hydra
@@ -22,6 +23,7 @@ from nnbench import tracking
 from nnbench.backend import devices
 from nnbench.bench.job import run_bench_job
 from nnbench.data import load_dataset
+from nnbench.errors import BackendUnavailableError
 from nnbench.interrupt import sigterm_as_interrupt
 from nnbench.job import format_metrics, job_info, job_line, objective, skipped_line
 from nnbench.progress import make_progress
@@ -193,14 +195,18 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
 
     parent = job["parent"]
     uri = parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri)
-    if tracking.store.is_server(uri):  # a server that is down: one line now, not later
+    backend = parts.get("backend")
+    # A server that is down, a store file that is not a database or a folder that cannot
+    # be written: one line now, before training, not minutes of MLflow's retries later.
+    if tracking.store.is_server(uri):
         tracking.store.check_server(uri)
+    else:
+        tracking.store.check_store(uri)
     params, job["params_overflow"] = to_params(OmegaConf.to_container(cfg, resolve=True))
-    backend = parts["backend"]
     tags = {
-        "nnbench.backend": backend.name,
-        "nnbench.device": backend.device,
-        "nnbench.dtype": backend.dtype_name,
+        "nnbench.backend": backend.name if backend else cfg.backend.name,
+        "nnbench.device": backend.device if backend else "unavailable",
+        "nnbench.dtype": backend.dtype_name if backend else cfg.backend.dtype,
         "nnbench.dataset": cfg.dataset.name,
         **tracking.job_tags(job),
     }
@@ -212,6 +218,19 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
         tags=tags,
         parent=parent,
     )
+
+
+def record_unavailable(cfg: DictConfig, job: dict, reason: str) -> float:
+    """A multirun job whose backend cannot run on this machine: its run ends FAILED with
+    the reason, its line says why, and the sweep goes on with its other jobs (a single run
+    is a user mistake instead: one line, exit status 2)."""
+    from nnbench.bench.job import UNAVAILABLE, record_unavailable
+
+    if cfg.tracking.name != "none":
+        with sigterm_as_interrupt():
+            record_unavailable(open_recorder(cfg, job, {}), reason)
+    print(f"[job {job['num']}] {job['label']}: {UNAVAILABLE}: {reason}", flush=True)
+    return math.inf
 
 
 def close_record(cfg: DictConfig, job: dict, recorder, run: dict) -> None:
@@ -291,7 +310,12 @@ def _hydra_main(cfg: DictConfig) -> float:
             tracked = OmegaConf.to_container(cfg.tracking, resolve=True)
             return run_bench_job(OmegaConf.to_container(cfg.bench), cfg.seed, tracked, job)
         if done is None:
-            run = train(cfg, job)
+            try:
+                run = train(cfg, job)
+            except BackendUnavailableError as exc:
+                if not job["multirun"]:
+                    raise
+                return record_unavailable(cfg, job, str(exc))
     if done is not None:  # resumed sweep: the earlier run stands for this job
         outcome = done.data.tags[tracking.OUTCOME_TAG]
         print(skipped_line(job, outcome, done.info.run_id), flush=True)

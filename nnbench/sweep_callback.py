@@ -11,9 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from nnbench.tracking import sweep
+from nnbench.usage import exit_on_user_error
 
 
 class SweepCallback(sweep.SweepCallback):
+    def on_multirun_start(self, config, **kwargs) -> None:
+        """Hydra only warns about a callback's exception and launches the jobs anyway: a
+        sweep folder or a store that cannot be used stops the sweep here, in one line."""
+        with exit_on_user_error():
+            super().on_multirun_start(config, **kwargs)
+
     def summarize(self, sweep_dir: Path) -> None:
         # Imported here: Hydra builds this callback in every run's process (a single run
         # too), and only the launching process of a multirun summarizes.

@@ -4,20 +4,36 @@ Hydra reports composition errors through ``hydra._internal.utils.run_and_report`
 prints multi-line text (or a trimmed traceback) and exits 1. `reporting_user_errors` swaps in
 a reporter that turns the errors a user can cause (unknown group option, misspelt key, wrong
 type, a value out of range, a missing file) into "nnbench: error: Invalid ..." and exit 2.
-Anything else is a bug and keeps Hydra's full report. HYDRA_FULL_ERROR=1 disables the
-rewriting, as it does in Hydra.
+A file or folder the program cannot use (an output folder under a regular file, read-only,
+a full disk) and a recording that failed are one line too (exit 1 for a full disk or a
+failed store, the machine's fault rather than the user's); Ctrl-C and SIGTERM end with one
+line and 128 + the signal (`reporting_interrupts`). Anything else is a bug and keeps
+Hydra's full report. HYDRA_FULL_ERROR=1 disables the rewriting, as it does in Hydra.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import os
+import re
+import signal
 import sys
 import typing
 
 EXIT_USAGE = 2
+EXIT_FAULT = 1  # the machine's fault, not the user's: a full disk, an I/O error, a lost store
+FAULT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+# Launchers that come with an extra of nnbench: what to install for them.
+LAUNCHER_EXTRAS = {
+    "submitit_local": "slurm",
+    "submitit_slurm": "slurm",
+    "ray": "ray",
+    "ray_aws": "ray",
+}
+NOT_IN_DEFAULTS = re.compile(r"Could not override '([\w.]+)'\. No match in the defaults list")
 
 
 def _schema_keys(dotted_parent: str) -> list[str]:
@@ -86,7 +102,11 @@ def describe(exc: BaseException) -> str | None:
     if isinstance(exc, MissingConfigException):
         group, _, option = (exc.missing_cfg_file or "").rpartition("/")
         if group and exc.options:
-            return f"Invalid {group}: {option!r} (allowed: {', '.join(sorted(exc.options))})"
+            allowed = f"allowed: {', '.join(sorted(exc.options))}"
+            if group == "hydra/launcher" and option in LAUNCHER_EXTRAS:
+                extra = LAUNCHER_EXTRAS[option]
+                allowed += f"; {option} needs nnbench's {extra} extra: pip install -e '.[{extra}]'"
+            return f"Invalid {group}: {option!r} ({allowed})"
         return _first_line(exc)
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, ConfigCompositionException) and cause is not None:
@@ -112,19 +132,74 @@ def describe(exc: BaseException) -> str | None:
             "special characters, e.g. 'dataset.delimiter=\";\"')"
         )
     if isinstance(exc, ConfigCompositionException):
-        return _first_line(exc)
+        return _not_in_defaults(str(exc), sys.argv[1:]) or _first_line(exc)
     if isinstance(exc, AssertionError) and "Unexpected type for root" in str(exc):
         return _off_section_key(sys.argv[1:])  # OmegaConf, setting a key under a None node
     unavailable = (BackendUnavailableError, DatasetUnavailableError, TrackingUnavailableError)
     if isinstance(exc, (ValueError, *unavailable)):
         return _first_line(exc)
+    from nnbench.tracking.remote import TrackingError
+
+    if isinstance(exc, TrackingError):
+        return f"recording the run failed: {_first_line(exc)}"
+    if isinstance(exc, OSError):
+        return _os_error(exc)
     return None
 
 
-def fail(message: str) -> None:
-    """Print the one-line message and exit with the usage status."""
+def _not_in_defaults(message: str, argv: list[str]) -> str | None:
+    """``sweep=lr`` for ``+sweep=lr``: a group that is not in the default config is added
+    with a ``+``."""
+    found = NOT_IN_DEFAULTS.search(message)
+    if found is None:
+        return None
+    group = found.group(1)
+    typed = next((arg for arg in argv if arg.split("=", 1)[0] == group), f"{group}=...")
+    return f"Invalid override: {typed!r} ({group} is not in the default config; add it: +{typed})"
+
+
+def _os_error(exc: OSError) -> str:
+    """A file or folder the program could not use: which one, why, and what to do."""
+    where = f" {exc.filename or _written_path(exc)}"
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.ENOTDIR:
+        hint = "a part of the path is a regular file"
+    elif exc.errno in FAULT_ERRNOS:
+        hint = "free some space or choose another disk; what was recorded before is kept"
+    else:
+        hint = (
+            "choose a folder you can write with hydra.run.dir=..., for a sweep hydra.sweep.dir=..."
+        )
+    return f"cannot use{where}: {why} ({hint})"
+
+
+def _written_path(exc: OSError) -> str:
+    """The file a write without a file name was for: Hydra's ``_save_config(cfg, filename,
+    output_dir)`` (a full disk as a run starts) leaves it in its frame; else "a file"."""
+    found, frame = "a file", exc.__traceback__
+    while frame is not None:
+        names = frame.tb_frame.f_locals
+        if "output_dir" in names and isinstance(names.get("filename"), str):
+            found = os.path.join(str(names["output_dir"]), names["filename"])
+        frame = frame.tb_next
+    return found
+
+
+def exit_status(exc: BaseException) -> int:
+    """2 for a user's mistake, 1 for a fault of the machine or the store."""
+    from nnbench.tracking.remote import AgentStopped, TrackingError
+
+    if isinstance(exc, OSError) and exc.errno in FAULT_ERRNOS:
+        return EXIT_FAULT
+    if isinstance(exc, TrackingError) and not isinstance(exc, AgentStopped):
+        return EXIT_FAULT
+    return EXIT_USAGE
+
+
+def fail(message: str, status: int = EXIT_USAGE) -> None:
+    """Print the one-line message and exit with ``status`` (the usage status by default)."""
     print(f"nnbench: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(EXIT_USAGE)
+    sys.exit(status)
 
 
 @contextlib.contextmanager
@@ -140,7 +215,7 @@ def exit_on_user_error():
         message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
         if message is None:
             raise
-        fail(message)
+        fail(message, exit_status(exc))
 
 
 def _report_factory(original):
@@ -151,7 +226,7 @@ def _report_factory(original):
             message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
             if message is None:
                 return original(functools.partial(_reraise, exc))
-            fail(message)
+            fail(message, exit_status(exc))
 
     return run_and_report
 
@@ -176,3 +251,23 @@ def reporting_user_errors():
         fail(message)
     finally:
         hydra_utils.run_and_report = original
+
+
+@contextlib.contextmanager
+def reporting_interrupts():
+    """Ctrl-C (or SIGTERM, where it is turned into one) ends with one line and exit status
+    128 + the signal's number (130 for Ctrl-C), not a traceback: the runs it stopped were
+    ended KILLED with what they had logged, on the way out."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from nnbench import interrupt
+
+        name = "Ctrl-C" if interrupt.received == signal.SIGINT else "SIGTERM"
+        print(
+            f"nnbench: interrupted ({name}); what was recorded is kept, runs in progress "
+            "ended KILLED",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(128 + interrupt.received)

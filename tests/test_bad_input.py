@@ -310,3 +310,242 @@ def test_batchnorm_fit_needs_two_rows(backend, rng, n, batch_size, what, value):
             epochs=1,
             batch_size=batch_size,
         )
+
+
+# ---------------------------------------------------------------------- the command line
+# Each mistake a user makes on the command line: one line on stderr naming the bad value
+# and what to do, exit status 2, no traceback, no run left RUNNING (issue "Faults and
+# mistakes"). The programs run for real, in tmp_path.
+import importlib.util  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from tests.cli_helpers import run_nnbench  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ("dataset=moons", "trainer.epochs=2")
+
+
+def one_line(proc, *fragments: str, code: int = 2) -> str:
+    """The single stderr line of a failed program, checked to contain every fragment."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def tracked(tmp_path, *args):
+    return run_nnbench(tmp_path, *QUICK, *args, tracking=None)
+
+
+@pytest.mark.parametrize(
+    "content", [b"hello, I am a text file\n", bytes(range(256)) * 20], ids=["text", "bytes"]
+)
+def test_store_that_is_not_a_database(tmp_path, content):
+    store = tmp_path / "store.db"
+    store.write_bytes(content)
+    proc = tracked(tmp_path, f"tracking.uri=sqlite:///{store}")
+    one_line(proc, f"Invalid tracking.uri: 'sqlite:///{store}'", "is not a SQLite database")
+    assert store.read_bytes() == content  # untouched
+
+
+def test_store_under_a_regular_file(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    proc = tracked(tmp_path, f"tracking.uri=sqlite:///{tmp_path}/plain/mlflow.db")
+    one_line(proc, "Invalid tracking.uri", f"{tmp_path}/plain is a file, not a folder")
+
+
+def test_store_in_a_folder_that_cannot_be_written(tmp_path):
+    proc = tracked(tmp_path, "tracking.uri=sqlite:////proc/mlflow.db")
+    one_line(proc, "Invalid tracking.uri: 'sqlite:////proc/mlflow.db'", "cannot write in /proc")
+
+
+def test_store_given_as_a_plain_path(tmp_path):
+    proc = tracked(tmp_path, f"tracking.uri={tmp_path}/path.db")
+    one_line(proc, f"Invalid tracking.uri: '{tmp_path}/path.db'", f"sqlite:///{tmp_path}/path.db")
+    assert not (tmp_path / "path.db").exists()
+
+
+def test_store_from_the_environment_is_named_so(tmp_path):
+    (tmp_path / "text.db").write_text("not a database")
+    env_uri = f"sqlite:///{tmp_path}/text.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nnbench", *QUICK],
+        cwd=tmp_path,
+        env={**clean_env(tmp_path), "MLFLOW_TRACKING_URI": env_uri},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    one_line(proc, f"Invalid $MLFLOW_TRACKING_URI: '{env_uri}'")
+
+
+def clean_env(tmp_path):
+    from tests.cli_helpers import clean_env as env
+
+    return env(tmp_path)
+
+
+def test_store_not_a_database_in_a_sweep(tmp_path):
+    """The sweep's launcher checks the store before its parent run exists: no job runs."""
+    (tmp_path / "text.db").write_text("not a database")
+    proc = tracked(tmp_path, "+sweep=lr", f"tracking.uri=sqlite:///{tmp_path}/text.db")
+    one_line(proc, "is not a SQLite database")
+    assert "[job" not in proc.stdout
+
+
+def test_run_dir_under_a_regular_file(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    proc = run_nnbench(tmp_path, f"hydra.run.dir={tmp_path}/plain/run")
+    one_line(proc, f"cannot use {tmp_path}/plain/run", "regular file")
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_output_folder_that_cannot_be_made(tmp_path, mode):
+    key = "hydra.run.dir" if mode == "run" else "hydra.sweep.dir"
+    extra = ("+sweep=lr",) if mode == "sweep" else ()
+    proc = tracked(tmp_path, *extra, f"{key}=/proc/x")
+    one_line(proc, "cannot use /proc/x", key)
+    if mode == "sweep":  # no parent run was made for a sweep that could not start
+        assert not (tmp_path / "outputs" / "mlflow.db").exists()
+
+
+def test_read_only_output_folder(tmp_path):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(read_only)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a read-only tmpfs is not permitted here (needs root)")
+    try:
+        proc = run_nnbench(tmp_path, f"hydra.run.dir={read_only}/run")
+        one_line(proc, f"cannot use {read_only}/run", "Read-only file system")
+        proc = tracked(tmp_path, f"tracking.uri=sqlite:///{read_only}/mlflow.db")
+        one_line(proc, "Invalid tracking.uri", f"cannot write in {read_only}")
+    finally:
+        subprocess.run(["umount", str(read_only)], check=True)
+
+
+def test_binary_file_as_dataset(tmp_path):
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes([0x91, 0x00, 0xFF]) * 100)
+    proc = run_nnbench(tmp_path, "dataset=csv", f"dataset.path={path}")
+    one_line(proc, f"Invalid dataset.path: '{path}'", "not a CSV text file", "0x91")
+
+
+@pytest.mark.parametrize(
+    ("separator", "setting"), [(";", 'dataset.delimiter=";"'), ("\t", "dataset.delimiter=tab")]
+)
+def test_csv_with_another_separator(tmp_path, separator, setting):
+    path = tmp_path / "data.csv"
+    rows = ["a b label"] + [f"{i} {i % 3} {i % 2}" for i in range(40)]
+    path.write_text("\n".join(r.replace(" ", separator) for r in rows) + "\n")
+    proc = run_nnbench(tmp_path, "dataset=csv", f"dataset.path={path}")
+    one_line(proc, f"Invalid dataset.path: '{path}'", "one column", setting)
+    value = setting.split("=", 1)[1]
+    ok = run_nnbench(
+        tmp_path,
+        "dataset=csv",
+        f"dataset.path={path}",
+        f"dataset.delimiter={value}",
+        "trainer.epochs=1",
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_folder_as_dataset(tmp_path):
+    proc = run_nnbench(tmp_path, "dataset=csv", f"dataset.path={tmp_path}")
+    one_line(proc, f"Invalid dataset.path: '{tmp_path}'", "a folder, not a file")
+
+
+@pytest.mark.parametrize(
+    ("launcher", "extra", "module"),
+    [
+        ("submitit_local", "slurm", "hydra_plugins.hydra_submitit_launcher"),
+        ("ray", "ray", "hydra_plugins.hydra_ray_launcher"),
+    ],
+)
+def test_launcher_without_its_extra(tmp_path, launcher, extra, module):
+    if importlib.util.find_spec("hydra_plugins") is not None and _has_module(module):
+        pytest.skip(f"{module} is installed: the launcher is available")
+    proc = run_nnbench(tmp_path, "+sweep=lr", f"hydra/launcher={launcher}")
+    one_line(proc, f"Invalid hydra/launcher: '{launcher}'", f"pip install -e '.[{extra}]'")
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("group", ["sweep=lr", "experiment=xor_mlp"])
+def test_group_without_its_plus(tmp_path, group):
+    proc = run_nnbench(tmp_path, group)
+    one_line(proc, f"Invalid override: '{group}'", f"+{group}")
+
+
+def test_help_shows_the_plus(tmp_path):
+    proc = run_nnbench(tmp_path, "--help", tracking=None)
+    assert proc.returncode == 0
+    assert "+sweep=lr" in proc.stdout and "+experiment=" in proc.stdout
+
+
+def test_bench_batch_size_zero():
+    proc = subprocess.run(
+        [sys.executable, "-m", "nnbench.bench", "--batch-size", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = one_line(proc, "Invalid --batch-size: 0", "must be an integer >= 1")
+    assert line.startswith("nnbench.bench: ")
+
+
+def test_compare_without_pytorch():
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("PyTorch is installed: compare.py runs")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--quick", "--no-track"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    one_line(proc, "PyTorch is not installed", "make reference")
+
+
+def test_experiment_records_under_its_own_name():
+    """+experiment=lr_figure runs the lr sweep on sine: it must not mix with +sweep=lr."""
+    from nnbench.tracking import experiment_name
+
+    assert experiment_name(None, {"experiment": "lr_figure", "sweep": "lr"}) == "lr_figure"
+    assert experiment_name(None, {"sweep": "lr"}) == "sweep-lr"
+    assert experiment_name("mine", {"experiment": "lr_figure"}) == "mine"
+
+
+def test_sweep_goes_on_past_a_backend_that_cannot_run_here(tmp_path):
+    """+sweep=backend without CuPy: the cupy job is recorded FAILED with the reason, the
+    numpy job completes, the sweep exits 0."""
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed: the cupy job may run here")
+    from tests.sweep_helpers import all_runs, client_for, parents
+
+    proc = tracked(tmp_path, "+sweep=backend")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "backend=cupy" in proc.stdout and "unavailable: backend=cupy:" in proc.stdout
+    client = client_for(tmp_path)
+    runs = {r.data.params.get("backend.name"): r for r in all_runs(client)}
+    failed, completed = runs["cupy"], runs["numpy"]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["nnbench.outcome"] == "failed"
+    assert failed.data.tags["nnbench.error"].startswith("unavailable here: backend=cupy:")
+    assert completed.info.status == "FINISHED"
+    (parent,) = parents(client)
+    assert parent.info.status == "FINISHED"

@@ -55,7 +55,12 @@ ONLY = {
         "nnbench.nn",
     },
     "nnbench": {"nnbench.backend", "nnbench.nn", "nnbench.optim", "nnbench.train"},
-    "nnbench.tracking": {"nnbench.errors", "nnbench.manifest", "nnbench.weights"},
+    "nnbench.tracking": {
+        "nnbench.errors",
+        "nnbench.interrupt",
+        "nnbench.manifest",
+        "nnbench.weights",
+    },
     "nnbench.report": {"nnbench.errors", "nnbench.tracking"},
 }
 

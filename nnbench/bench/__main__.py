@@ -12,6 +12,23 @@ import sys
 
 from nnbench.bench.flops import parse_sizes
 
+# Options that count something: (name, the least allowed value); None means the default.
+COUNTS = (("batch_size", 1), ("samples", 1), ("epoch_rows", 1), ("threads", 1))
+
+
+def check_counts(args) -> str | None:
+    """The message for the first count out of range, or None."""
+    for name, least in COUNTS:
+        value = getattr(args, name)
+        if value is not None and value < least:
+            option = "--" + name.replace("_", "-")
+            return f"Invalid {option}: {value} (must be an integer >= {least})"
+    if args.min_sample_s < 0:
+        return f"Invalid --min-sample-s: {args.min_sample_s} (must be >= 0)"
+    if args.lr is not None and not args.lr > 0:
+        return f"Invalid --lr: {args.lr} (must be > 0)"
+    return None
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnbench.bench", description=__doc__)
@@ -34,6 +51,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--experiment", default="bench", help="MLflow experiment (with --track)")
     args = parser.parse_args(argv)
+    mistake = check_counts(args)
+    if mistake:
+        print(f"nnbench.bench: {mistake}", file=sys.stderr)
+        return 2
     from nnbench.bench.runner import benchmark
     from nnbench.machine import limit_threads
 

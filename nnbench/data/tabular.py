@@ -13,6 +13,7 @@ from nnbench.data.options import check_choice, check_path
 from nnbench.errors import invalid
 
 CSV_TASKS = ("auto", "multiclass", "binary", "regression")
+OTHER_DELIMITERS = (";", "\t", "|")  # what a one-column header may really be separated by
 MAX_AUTO_CLASSES = 20  # task="auto": an integer target with at most this many values classifies
 
 
@@ -28,6 +29,7 @@ def csv_file(rng, *, path=None, target=None, task="auto", delimiter=",") -> Samp
     if path is None:
         raise invalid("path", None, "dataset=csv needs path=<file.csv>")
     task = check_choice("task", task, CSV_TASKS)
+    delimiter = _delimiter(delimiter)
     header, rows, lines = _read_rows(check_path("path", path), delimiter)
     column = _target_column(header, target)
     names = [name for i, name in enumerate(header) if i != column]
@@ -36,25 +38,59 @@ def csv_file(rng, *, path=None, target=None, task="auto", delimiter=",") -> Samp
     return Samples(x, y, task, class_names)
 
 
+def _delimiter(value) -> str:
+    """One character; ``tab`` (or a written ``\\t``) is the tab character."""
+    value = "\t" if value in ("tab", "\\t") else value
+    if not isinstance(value, str) or len(value) != 1:
+        raise invalid("delimiter", value, "one character, e.g. ',' or ';', or tab")
+    return value
+
+
 def _read_rows(path: Path, delimiter: str):
     """(header, data rows, their line numbers); blank lines are skipped."""
+    if path.is_dir():
+        raise invalid("path", str(path), "a folder, not a file: name the CSV file in it")
     if not path.is_file():
         raise invalid("path", str(path), "no such file")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        numbered = list(enumerate(csv.reader(f, delimiter=delimiter), start=1))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            numbered = list(enumerate(csv.reader(f, delimiter=delimiter), start=1))
+    except UnicodeDecodeError as exc:
+        where = f"byte {exc.object[exc.start]:#04x} at offset {exc.start} is not UTF-8 text"
+        raise invalid("path", str(path), f"not a CSV text file: {where}") from None
+    except csv.Error as exc:
+        raise invalid("path", str(path), f"not a CSV text file: {exc}") from None
+    except OSError as exc:
+        raise invalid("path", str(path), f"cannot be read: {exc.strerror or exc}") from None
     numbered = [(n, row) for n, row in numbered if any(cell.strip() for cell in row)]
     if not numbered:
         raise invalid("path", str(path), "the file is empty; a header row is required")
     header = [name.strip() for name in numbered[0][1]]
+    if len(header) < 2:
+        raise invalid("path", str(path), _one_column(header, delimiter))
     if all(_number(name) is not None for name in header):
         raise invalid("header", header, "the first row must name the columns")
-    if len(numbered) < 2 or len(header) < 2:
+    if len(numbered) < 2:
         raise invalid("path", str(path), "needs a header row, data rows and two columns or more")
     for n, row in numbered[1:]:
         if len(row) != len(header):
             where = f"line {n} has {len(row)} fields; the header has {len(header)}"
             raise invalid("row", row, where)
     return header, [row for _, row in numbered[1:]], [n for n, _ in numbered[1:]]
+
+
+def _one_column(header: list[str], delimiter: str) -> str:
+    """Why a header of one column is refused, with the separator it seems to use."""
+    found = [d for d in OTHER_DELIMITERS if d != delimiter and d in header[0]]
+    if found:
+        setting = (
+            "dataset.delimiter=tab" if found[0] == "\t" else f"'dataset.delimiter=\"{found[0]}\"'"
+        )
+        return (
+            f"the header has one column when split at {delimiter!r}, and holds {found[0]!r}: "
+            f"set the separator with {setting}"
+        )
+    return f"the header has one column when split at {delimiter!r}; two or more are needed"
 
 
 def _target_column(header: list[str], target) -> int:

@@ -29,14 +29,15 @@ __all__ = [
 
 
 def experiment_name(configured: str | None, choices: dict) -> str:
-    """``tracking.experiment``, else ``sweep-<name>`` for +sweep, the experiment's name for
-    +experiment, else ``nnbench``."""
+    """``tracking.experiment``, else the experiment's name for +experiment (even when it
+    runs a sweep: ``lr_figure`` is not ``+sweep=lr``'s digits runs), ``sweep-<name>`` for
+    +sweep, else ``nnbench``."""
     if configured:
         return configured
-    if choices.get("sweep"):
-        return f"sweep-{choices['sweep']}"
     if choices.get("experiment"):
         return str(choices["experiment"])
+    if choices.get("sweep"):
+        return f"sweep-{choices['sweep']}"
     return "nnbench"
 
 

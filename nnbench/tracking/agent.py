@@ -22,7 +22,9 @@ Commands (``op``) and answers:
 A failing command answers ``error {unavailable, message}``; after it the run still takes
 metrics and tags, as far as the store does, and ``end`` ends it FAILED with that error.
 When stdin closes with a run still open (the training process died, even by SIGKILL), the
-run is ended KILLED with outcome ``interrupted``: no run is left RUNNING.
+run is ended KILLED with outcome ``interrupted``: no run is left RUNNING. A store that
+refuses a run's end (a full disk) is asked again (`retry_unended`): by the warm agent every
+second until it takes it, by an agent of one run once more as it exits.
 Ctrl-C reaches only the training process (this one ignores SIGINT and has its own session),
 which ends the run itself.
 """
@@ -50,9 +52,12 @@ class Agent:
 
     clients: dict = {}  # store URI -> MlflowClient
     prepared = False
+    # (store URI, recorder, status, tags) of the runs whose end the store refused
+    unended: list = []
 
     def __init__(self, answer):
         self.answer = answer
+        self.store: str | None = None  # the store of the open run (or of the last command)
         self.recorder = None
         self.error: str | None = None  # the first failure of the open run
         self.manifest: dict | None = None  # the environment, read at ``warm``
@@ -69,6 +74,14 @@ class Agent:
             client = store.client(uri)
             self.clients[uri] = known = (client, _identity(store.sqlite_path(uri)))
         return known[0]
+
+    def store_of(self, command: dict) -> str | None:
+        """The store ``command`` works on: the one it names, else the open run's."""
+        parent = command.get("parent") or {}
+        uri = parent.get("uri") or command.get("uri")
+        if uri is not None and command.get("op") in ("warm", "start"):
+            self.store = uri
+        return uri or self.store
 
     def handle(self, command: dict) -> None:
         op = command.pop("op")
@@ -129,10 +142,12 @@ class Agent:
         if self.prepared:
             return
         from nnbench.manifest import environment_manifest
+        from nnbench.tracking.artifacts import DRAWING
         from nnbench.tracking.curves import draw_curves
 
         environment_manifest()
-        draw_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
+        with DRAWING:
+            draw_curves([{"epoch": 1, "train/loss": 1.0, "train/acc": 0.5}], io.BytesIO())
         Agent.prepared = True
 
     def start(self, uri, experiment, run_name, params, tags, parent) -> None:
@@ -173,17 +188,32 @@ class Agent:
     def end(self, status: str) -> None:
         """End the open run (if it started) and answer ``ended``, whatever happened before.
         A run whose recording failed here ends FAILED with the error, unless the training
-        process ended it otherwise (interrupted, failed itself)."""
+        process ended it otherwise (interrupted, failed itself). A store that refuses the
+        end (a full disk) gets it again later (`retry_unended`)."""
         recorder, self.recorder, error, self.error = self.recorder, None, self.error, None
+        if recorder is not None and error is not None and status == "FINISHED":
+            status, tags = "FAILED", {OUTCOME_TAG: "failed", ERROR_TAG: error}
+        else:
+            tags = None
         try:
-            if recorder is not None and error is not None and status == "FINISHED":
-                close(recorder, "FAILED", {OUTCOME_TAG: "failed", ERROR_TAG: error})
+            if tags is not None:
+                close(recorder, status, tags)
             elif recorder is not None:
                 recorder.flush()
                 recorder.end(status)
         except Exception as exc:
+            self.end_later(recorder, status, tags, exc)
             self.report(exc)
         self.answer({"op": "ended"})
+
+    def end_later(self, recorder, status: str, tags: dict | None, exc: Exception) -> None:
+        """Keep the run whose end the store refused, for `retry_unended`."""
+        if tags is None and status == "FINISHED":
+            status = "FAILED"
+            tags = {OUTCOME_TAG: "failed", ERROR_TAG: f"the store refused the run's end: {exc}"}
+        elif tags is None:
+            tags = {OUTCOME_TAG: "interrupted" if status == "KILLED" else "failed"}
+        Agent.unended.append((self.store, recorder, status, tags))
 
     def abandon(self, uri: str, run_id: str, message: str) -> None:
         """``abandon {uri, run_id, message}`` -> ``ended``: the run's own agent died with
@@ -201,9 +231,28 @@ class Agent:
         if self.recorder is not None:
             try:
                 close(self.recorder, "KILLED", {OUTCOME_TAG: "interrupted"})
-            except Exception:
+            except Exception as exc:
                 traceback.print_exc(file=sys.stderr)
+                self.end_later(self.recorder, "KILLED", None, exc)
             self.recorder = None
+
+
+def retry_unended(lock_for=None) -> None:
+    """End the runs whose end a store refused (a full disk), where it takes them now; a
+    store busy with another command (``lock_for(uri)`` held) is tried next time."""
+    for entry in list(Agent.unended):
+        uri, recorder, status, tags = entry
+        lock = lock_for(uri) if lock_for is not None else None
+        if lock is not None and not lock.acquire(blocking=False):
+            continue
+        try:
+            close(recorder, status, tags)
+            Agent.unended.remove(entry)
+        except Exception:
+            pass  # still refused: next time
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def _identity(path) -> tuple | None:
@@ -226,6 +275,7 @@ def serve(lines, answer) -> None:
                 agent.handle(json.loads(line))
     finally:
         agent.orphaned()
+        retry_unended()  # an agent of one run: one more try before it exits
 
 
 def quiet_libraries() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ from nnbench.tracking.params import OVERFLOW_ARTIFACT
 from nnbench.weights import save_weights
 
 BOUNDARY_FILE = ".boundary.npz"  # plots.boundary_grid's arrays; drawn, then removed
+# matplotlib is not thread-safe: the warm agent serves runs in threads, one drawing at a time.
+DRAWING = threading.Lock()
 
 
 def write_run_artifacts(folder: Path, *, config_yaml, hydra_dir, overflow, run) -> None:
@@ -49,7 +52,8 @@ def draw_artifacts(folder: Path, *, history: list, title: str, trainer: dict, ma
     process writes its own files beside them."""
     manifest = {**(environment_manifest() if manifest is None else manifest), **trainer}
     (folder / "environment.json").write_text(json.dumps(manifest, indent=1, default=str))
-    draw_curves(history, folder / "curves.png", title)
+    with DRAWING:
+        draw_curves(history, folder / "curves.png", title)
 
 
 def finish_artifacts(folder: Path, *, title: str) -> None:
@@ -58,7 +62,10 @@ def finish_artifacts(folder: Path, *, title: str) -> None:
     if boundary.exists():
         with np.load(boundary, allow_pickle=False) as grid:
             arrays = {k: grid[k] for k in grid.files}
-        plots.draw_decision_boundary(**arrays, path=folder / "decision_boundary.png", title=title)
+        with DRAWING:
+            plots.draw_decision_boundary(
+                **arrays, path=folder / "decision_boundary.png", title=title
+            )
         boundary.unlink()
 
 

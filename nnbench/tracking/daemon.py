@@ -15,10 +15,14 @@ has had no connection for ``NNBENCH_AGENT_IDLE_S`` seconds (default 600). Then i
   gets an agent of its own instead of a stale one.
 - Private: the socket lives in ``$NNBENCH_AGENT_DIR``, else ``$XDG_RUNTIME_DIR/nnbench``,
   else ``/tmp/nnbench-<uid>``, a folder only its owner can enter (checked, or no agent).
-- One command at a time: a lock serializes the connections' commands (parallel jobs of a
-  sweep share the agent, and the store sees one writer).
+- One command at a time per store: a lock per store serializes the commands of the runs
+  that record there (parallel jobs of a sweep share the agent, and the store sees one
+  writer), while runs on other stores go on beside them: a slow or broken store holds up
+  only its own runs.
 - Nothing lost: a connection that closes with a run open ends it KILLED, as a companion
-  process does; SIGTERM ends every open run KILLED before the agent exits.
+  process does. SIGTERM first removes the socket (no new run connects to a stopping
+  agent), then ends every open run KILLED whose store answers within `STOP_WAIT_S`, and
+  exits; a run it could not end is ended FAILED by its training process.
 - ``NNBENCH_AGENT=process`` gives each training process its own agent instead (no socket).
 """
 
@@ -39,6 +43,7 @@ import time
 from pathlib import Path
 
 IDLE_S = 600.0
+STOP_WAIT_S = 5.0  # how long a stopping agent waits for each store to end its open runs
 # Environment that changes what the agent does: the store, its credentials and transport.
 KEY_ENV_PREFIXES = ("MLFLOW_", "AWS_", "AZURE_", "GOOGLE_", "NNBENCH_AGENT")
 KEY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
@@ -76,10 +81,23 @@ def setup_key() -> str:
         if entry.endswith("-packages"):
             with contextlib.suppress(OSError):
                 parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
-    for name in sorted(os.environ):
-        if name.startswith(KEY_ENV_PREFIXES) or name in KEY_ENV:
-            parts.append(f"{name}={os.environ[name]}")
+    for name, value in sorted(key_environment().items()):
+        parts.append(f"{name}={value}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def key_environment() -> dict[str, str]:
+    """The environment that makes an agent's setup, with nnbench's own MLflow defaults
+    filled in: the agent sets them itself (`nnbench.tracking.store.mlflow_defaults`), so a
+    process that has set them already (a sweep's) shares the agent of one that has not."""
+    from nnbench.tracking.store import HTTP_DEFAULTS
+
+    environment = {**HTTP_DEFAULTS, **os.environ}
+    return {
+        name: value
+        for name, value in environment.items()
+        if name.startswith(KEY_ENV_PREFIXES) or name in KEY_ENV
+    }
 
 
 SOCKET_PATH_MAX = 100  # bytes: AF_UNIX addresses hold 108 on Linux, 104 on macOS
@@ -105,7 +123,8 @@ class Server:
 
     def __init__(self, path: Path, idle_s: float):
         self.path, self.idle_s = path, idle_s
-        self.lock = threading.Lock()  # one command at a time, whichever connection sent it
+        self.lock = threading.Lock()  # guards `agents` and `stores`
+        self.stores: dict = {}  # store URI (None: no store yet) -> its commands' lock
         self.agents: set = set()
         self.connections = 0
         self.last_seen = time.monotonic()
@@ -139,6 +158,7 @@ class Server:
         """Serve until idle: no connection for ``idle_s``. Then the socket's name goes first
         (a new client starts a new agent), the connections already queued are served, and
         the agent returns once they are done."""
+        threading.Thread(target=self.retry_ends, daemon=True).start()
         while True:
             try:
                 self.accept(listener.accept()[0])
@@ -153,6 +173,16 @@ class Server:
         while not self.idle(quiet_s=0.0):
             time.sleep(0.05)
 
+    def retry_ends(self) -> None:
+        """Every second, end the runs whose end a store refused (a full disk), in a thread
+        of its own: a store that still hangs holds up no connection."""
+        from nnbench.tracking.agent import Agent, retry_unended
+
+        while True:
+            time.sleep(1.0)
+            if Agent.unended:
+                retry_unended(self.store_lock)
+
     def idle(self, quiet_s: float | None = None) -> bool:
         quiet_s = self.idle_s if quiet_s is None else quiet_s
         with self._count:
@@ -162,6 +192,11 @@ class Server:
         with self._count:
             self.connections += 1
         threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+
+    def store_lock(self, uri: str | None) -> threading.Lock:
+        """The lock of the commands on store ``uri``: one command at a time per store."""
+        with self.lock:
+            return self.stores.setdefault(uri, threading.Lock())
 
     def serve_connection(self, conn: socket.socket) -> None:
         from nnbench.tracking.agent import Agent
@@ -180,13 +215,15 @@ class Server:
         try:
             for line in conn.makefile("rb"):
                 if line.strip():
-                    with self.lock:
-                        agent.handle(json.loads(line))
+                    command = json.loads(line)
+                    with self.store_lock(agent.store_of(command)):
+                        agent.handle(command)
         except (OSError, ValueError):
             pass  # a broken connection or line: the run ends KILLED below
         finally:
-            with self.lock:
+            with self.store_lock(agent.store):
                 agent.orphaned()
+            with self.lock:
                 self.agents.discard(agent)
             conn.close()
             with self._count:
@@ -194,11 +231,21 @@ class Server:
                 self.last_seen = time.monotonic()
 
     def terminate(self, *_) -> None:
-        """SIGTERM: end every open run KILLED, then exit."""
-        with self.lock:
-            for agent in list(self.agents):
-                agent.orphaned()
+        """SIGTERM: no new connection (the socket goes first), every open run ended KILLED
+        where its store answers within `STOP_WAIT_S`, then exit. A run on a store that
+        hangs is left to its training process, which has it ended FAILED when it finds
+        the agent gone (`nnbench.tracking.remote.AgentRecorder`)."""
         self.remove()
+        with self.lock:
+            agents = list(self.agents)
+        for agent in agents:
+            lock = self.store_lock(agent.store)
+            if lock.acquire(timeout=STOP_WAIT_S):
+                try:
+                    agent.orphaned()
+                finally:
+                    lock.release()
+        sys.stderr.flush()
         os._exit(0)
 
     def remove(self) -> None:
@@ -222,16 +269,24 @@ def running_agents(folder: Path) -> list[int]:
     return [pid for pid in pids if pid > 0]
 
 
-def stop(folder: Path | None = None) -> list[int]:
-    """SIGTERM to every warm agent in ``folder`` (default: `runtime_dir`); their open runs
-    end KILLED. Returns the process ids signalled."""
+def stop(folder: Path | None = None, wait_s: float = 3 * STOP_WAIT_S) -> list[int]:
+    """Stop every warm agent in ``folder`` (default: `runtime_dir`): SIGTERM, which ends
+    their open runs KILLED, then SIGKILL for any still alive after ``wait_s`` seconds (stuck
+    on a store that does not answer). Returns the process ids stopped; each has exited."""
     folder = runtime_dir() if folder is None else folder
-    stopped = []
-    for pid in running_agents(folder):
+    pids = running_agents(folder)
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-            stopped.append(pid)
-    return stopped
+    deadline = time.monotonic() + wait_s
+    while set(pids) & set(running_agents(folder)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in set(pids) & set(running_agents(folder)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    while set(pids) & set(running_agents(folder)) and time.monotonic() < deadline + 5:
+        time.sleep(0.05)
+    return pids
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -250,28 +250,50 @@ class AgentRecorder:
         self._run_id: str | None = None
         self._ended = False
         self.store: str | None = None  # the store holding the run
+        self._start: dict = {}  # the start command, sent again to a new agent if need be
+        self._restarted = False
 
     @classmethod
     def start(cls, *, uri, experiment, run_name, params, tags, parent=None):
         recorder = cls(agent())
         recorder.store = parent["uri"] if parent else uri
-        recorder.process.send(
-            "start",
-            uri=uri,
-            experiment=experiment,
-            run_name=run_name,
-            params=params,
-            tags=tags,
-            parent=parent,
-        )
+        recorder._start = {
+            "uri": uri,
+            "experiment": experiment,
+            "run_name": run_name,
+            "params": params,
+            "tags": tags,
+            "parent": parent,
+        }
+        try:
+            recorder.process.send("start", **recorder._start)
+        except AgentStopped:
+            recorder._restart()
         return recorder
 
     @property
     def run_id(self) -> str:
-        """The run's id (waits for the agent to have created the run)."""
+        """The run's id (waits for the agent to have created the run). A warm agent that
+        stopped before it answered (it was stopping as we connected) is replaced once."""
         while self._run_id is None:
-            self._take(self.process.wait())
+            try:
+                answer = self.process.wait()
+            except AgentStopped:
+                if self._restarted:
+                    raise
+                self._restart()
+                continue
+            self._take(answer)
         return self._run_id
+
+    def _restart(self) -> None:
+        """Send the run's start to a new agent (the one we had is gone)."""
+        global _agent
+        self._restarted = True
+        if _agent is self.process:
+            _agent = None
+        self.process = agent()
+        self.process.send("start", **self._start)
 
     def _take(self, answer: dict) -> dict:
         if answer["op"] == "started":
@@ -386,5 +408,12 @@ def planned_store(argv: list[str]) -> str | None:
 def prestart_for(argv: list[str]) -> None:
     """`prestart` the agent when these arguments make a tracked single run."""
     uri = planned_store(argv)
-    if uri is not None:
-        prestart(uri)
+    if uri is None:
+        return
+    from nnbench.tracking.store import check_store
+
+    try:
+        check_store(uri, wait_s=0)  # one that cannot record: the run says so, no agent
+    except TrackingUnavailableError:
+        return
+    prestart(uri)

@@ -3,14 +3,19 @@
 A fresh SQLite store is created once, under a file lock, before any run writes to it:
 several processes racing through MLflow's schema migrations on a new file fail. A server
 URI is checked with one short request, so a server that is down gives a clear error within
-seconds instead of MLflow's multi-minute retries.
+seconds instead of MLflow's multi-minute retries. A SQLite store is checked the same way
+before MLflow opens it (`check_store`): MLflow retries a file that is not a database, or a
+folder it cannot write, for minutes before it fails.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import sqlite3
+import tempfile
 from pathlib import Path
 
 from nnbench.errors import TrackingUnavailableError
@@ -70,6 +75,128 @@ def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs -> /abs; sqlite:///rel -> rel
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_CHECK_TIMEOUT_S = 5.0  # how long a store locked by another process is waited for
+# Schemes MLflow 3 records to here; a plain path (or file:) means its file store, refused.
+FILE_STORE = ("file:",)
+
+
+def uri_source(uri: str) -> str:
+    """How the user set ``uri``: ``$MLFLOW_TRACKING_URI`` or ``tracking.uri``."""
+    return (
+        "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") == uri else "tracking.uri"
+    )
+
+
+def unusable(uri: str, why: str) -> TrackingUnavailableError:
+    """``Invalid tracking.uri: '<uri>' (<why>)``: one line, exit status 2."""
+    return TrackingUnavailableError(f"Invalid {uri_source(uri)}: {uri!r} ({why})")
+
+
+def check_store(uri: str, write: bool = True, wait_s: float = SQLITE_CHECK_TIMEOUT_S) -> None:
+    """Raise TrackingUnavailableError, within seconds, for a store that cannot record: a
+    plain path or ``file:`` URI (MLflow's file store), a SQLite file that is not a
+    database (or one locked by another process for ``wait_s`` seconds), or (``write``) a
+    place where the SQLite file cannot be written. A server is checked by `check_server`;
+    another database by MLflow."""
+    if is_server(uri):
+        return
+    if uri.startswith(FILE_STORE) or "://" not in uri:
+        path = Path(uri.removeprefix("file://").removeprefix("file:")).expanduser()
+        raise unusable(
+            uri,
+            f"a path is not a store URI; for a SQLite store use sqlite:///{path.resolve()}, "
+            "for a tracking server http://<host>:<port>",
+        )
+    path = sqlite_path(uri)
+    if path is not None:
+        check_sqlite_file(uri, path.resolve(), write, wait_s)
+
+
+def check_sqlite_file(
+    uri: str, path: Path, write: bool = True, wait_s: float = SQLITE_CHECK_TIMEOUT_S
+) -> None:
+    """The SQLite store ``path`` is a database (or does not exist yet) in a folder where
+    it can be written; else `unusable`."""
+    hint = "point tracking.uri at a new file in a writable folder, or use tracking=none"
+    folder = _existing_ancestor(path.parent)
+    if not folder.is_dir():
+        raise unusable(uri, f"{folder} is a file, not a folder; {hint}")
+    if path.is_dir():
+        raise unusable(
+            uri, f"{path} is a folder; name a file in it, e.g. sqlite:///{path}/mlflow.db"
+        )
+    if path.exists() and not path.is_file():
+        raise unusable(uri, f"{path} is not a regular file; {hint}")
+    if path.exists():
+        _check_database(uri, path, hint, wait_s)
+    if write:
+        _check_writable(uri, path, hint)
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    """``folder`` or its nearest ancestor that exists (a folder or not)."""
+    while not folder.exists() and folder != folder.parent:
+        # a path "under" a regular file: exists() is False, but the file is an ancestor
+        folder = folder.parent
+    return folder
+
+
+def _check_database(uri: str, path: Path, hint: str, wait_s: float) -> None:
+    """An existing file: empty (SQLite makes it a database) or a readable SQLite database."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise unusable(uri, f"{path} cannot be read: {exc.strerror or exc}; {hint}") from None
+    if head and head != SQLITE_HEADER:
+        raise unusable(uri, f"{path} is not a SQLite database; {hint}")
+    if not head:
+        return
+    try:
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=wait_s)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            # MLflow would retry it for minutes, holding locks that every store it opens
+            # needs: a warm agent's other runs would wait on this one.
+            raise unusable(
+                uri,
+                f"{path} stayed locked by another process for {wait_s:g} s; "
+                "try again once it is free, or use another tracking.uri",
+            ) from None
+        raise unusable(uri, f"{path} cannot be opened: {exc}; {hint}") from None
+    except sqlite3.DatabaseError as exc:
+        raise unusable(uri, f"{path} is not a usable SQLite database ({exc}); {hint}") from None
+
+
+def _check_writable(uri: str, path: Path, hint: str) -> None:
+    """The store's folder (created if missing) takes a new file, and the store, if it
+    exists, opens for writing: what SQLite needs for its journal and write-ahead log."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".nnbench-probe-") as probe:
+            probe.write(bytes(4096))  # a full disk takes a new name but not a page
+            probe.flush()
+    except OSError as exc:
+        raise unusable(uri, f"cannot write in {path.parent}: {_reason(exc)}; {hint}") from None
+    try:
+        if path.exists():
+            os.close(os.open(path, os.O_RDWR))
+    except OSError as exc:
+        raise unusable(uri, f"cannot write {path}: {_reason(exc)}; {hint}") from None
+
+
+def _reason(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{reason} (read-only)"
+    return reason
 
 
 def check_server(uri: str) -> None:
@@ -132,15 +259,11 @@ def client(uri: str):
         check_server(uri)
         return MlflowClient(tracking_uri=uri)
     path = sqlite_path(uri)
+    # A store that exists may be opened to read only (the report): its folder need not be
+    # writable here; a run checks that before it trains (cli, the sweep's launcher).
+    check_store(uri, write=path is None or not path.exists())
     if path is None:
         return MlflowClient(tracking_uri=uri)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrackingUnavailableError(
-            f"the SQLite store {uri} cannot be created: {exc.strerror or exc} "
-            f"({path.parent}); set tracking.uri to a writable place, or use tracking=none"
-        ) from exc
     write_ahead_log()
     with _locked(path.with_name(path.name + ".lock")):
         mlflow_client = MlflowClient(tracking_uri=uri)

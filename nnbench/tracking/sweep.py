@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -31,20 +30,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nnbench.errors import TrackingUnavailableError
+from nnbench.interrupt import sigterm_raises
 from nnbench.tracking import experiment_name, resolve_uri, store
-from nnbench.tracking.run import OUTCOME_TAG
+from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG
 
 SWEEP_FILE = "nnbench_sweep.json"
 SWEEP_ENV = "NNBENCH_SWEEP"
 ROLE_TAG, SWEEP_TAG = "nnbench.role", "nnbench.sweep"
 log = logging.getLogger(__name__)
-
-
-def _sigterm_as_interrupt():
-    """Make SIGTERM raise KeyboardInterrupt (main thread only); the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def read_sweep_file(sweep_dir) -> dict | None:
@@ -123,16 +116,27 @@ class SweepCallback(Callback):
         self._previous_sigterm = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """The sweep's folder and parent run; a folder or a store that cannot be used raises
+        here (`nnbench.sweep_callback` makes that one line and stops the sweep)."""
+        self._start(config)
+
+    def _start(self, config: DictConfig) -> None:
         if config.tracking.name != "mlflow":
             return
 
         # SIGTERM anywhere in the launcher (between jobs, while a job sets up) ends like
         # Ctrl-C, so that the atexit hook below runs; the default action would skip it.
-        self._previous_sigterm = _sigterm_as_interrupt()
+        self._previous_sigterm = sigterm_raises()
 
+        # The sweep's folder first: one that cannot be made stops the sweep before its
+        # parent run exists (Hydra would only find out after it).
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         uri = resolve_uri(config.tracking.uri)
         choices = OmegaConf.to_container(config.hydra.runtime.choices)
         name = experiment_name(config.tracking.experiment, choices)
+        if not store.is_server(uri):
+            store.check_store(uri)  # can be written: before the parent run exists
         self.client = store.client(uri)
         experiment_id = store.experiment_id(self.client, name, uri)
         label = choices.get("sweep") or choices.get("experiment") or "multirun"
@@ -143,8 +147,6 @@ class SweepCallback(Callback):
         )
         self.parent_run_id = run.info.run_id
         atexit.register(self._end_if_open, "KILLED")
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         info = {
             "uri": uri,
             "experiment_id": experiment_id,
@@ -153,7 +155,12 @@ class SweepCallback(Callback):
             "sweep_dir": str(config.hydra.sweep.dir),
             "host": socket.gethostname(),
         }
-        (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
+        try:
+            (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
+        except OSError as exc:  # a full disk: the parent run says so
+            self.client.set_tag(self.parent_run_id, ERROR_TAG, f"{type(exc).__name__}: {exc}")
+            self._end_if_open("FAILED")
+            raise
         os.environ[SWEEP_ENV] = json.dumps(info)  # inherited by the jobs' processes
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -198,7 +205,8 @@ class SweepCallback(Callback):
         try:
             if status != "FINISHED":
                 self._kill_open_children(run_id)
-                self.client.set_tag(run_id, OUTCOME_TAG, "interrupted")
+                outcome = "interrupted" if status == "KILLED" else "failed"
+                self.client.set_tag(run_id, OUTCOME_TAG, outcome)
             self.client.set_terminated(run_id, status=status)
         except Exception as exc:  # at exit, report rather than raise
             log.warning("could not end the sweep's parent run %s: %s", run_id, exc)

@@ -157,4 +157,5 @@ def test_a_store_that_cannot_be_created_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("nnbench: error: "), proc.stderr
-    assert "cannot be created" in lines[0] and "Not a directory" in lines[0], lines[0]
+    assert f"Invalid tracking.uri: '{uri}'" in lines[0], lines[0]
+    assert f"{tmp_path}/blocked is a file, not a folder" in lines[0], lines[0]

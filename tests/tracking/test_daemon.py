@@ -187,3 +187,47 @@ def test_the_runtime_folder_must_be_private(tmp_path, monkeypatch):
         daemon.runtime_dir()
     folder.chmod(0o700)
     assert daemon.runtime_dir() == folder
+
+
+def test_nnbench_own_mlflow_defaults_do_not_split_the_agents(monkeypatch):
+    """A sweep's launcher sets nnbench's MLflow defaults (MLFLOW_HTTP_REQUEST_*) in its
+    environment before its jobs start; a single run has not: both share one agent. A value
+    of the user's own is another setup."""
+    from nnbench.tracking.store import HTTP_DEFAULTS
+
+    for key in HTTP_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    single = daemon.setup_key()
+    for key, value in HTTP_DEFAULTS.items():
+        monkeypatch.setenv(key, value)
+    assert daemon.setup_key() == single
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "17")
+    assert daemon.setup_key() != single
+
+
+def test_a_single_run_and_a_sweep_share_one_agent(tmp_path, agents):
+    assert run(tmp_path, agents, *QUICK).returncode == 0
+    (first,) = daemon.running_agents(agents)
+    sweep = run(tmp_path, agents, *QUICK, "+sweep=lr", "optimizer.lr=0.1,1.0")
+    assert sweep.returncode == 0, sweep.stderr
+    assert daemon.running_agents(agents) == [first]
+
+
+def test_stop_leaves_no_agent_and_no_socket(tmp_path, agents):
+    """``--stop`` stops what it says it stopped: the agents have exited when it returns,
+    and their sockets are gone, so that no new run connects to one that is stopping."""
+    assert run(tmp_path, agents, *QUICK).returncode == 0
+    (pid,) = daemon.running_agents(agents)
+    assert daemon.stop(agents) == [pid]
+    assert daemon.running_agents(agents) == []
+    assert not list(agents.glob("*.sock"))
+    assert not running(pid)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has: nobody reaped it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
