@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from nnbench.tracking.params import LOG10_SUFFIX
 from nnbench.tracking.resume import reused_runs
 from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG
 
@@ -173,8 +174,9 @@ def rank(rows: list[RunRow], metric: str, descending: bool) -> list[RunRow]:
 
 def swept_params(rows: list[RunRow]) -> list[str]:
     """The params whose values differ among the rows: overridden keys first, in the order
-    they were given on the command line, then the rest alphabetically."""
-    keys = sorted({key for row in rows for key in row.params})
+    they were given on the command line, then the rest alphabetically. The logarithms
+    logged beside a param (``optimizer.lr_log10``) are not params of their own."""
+    keys = sorted({key for row in rows for key in row.params if not key.endswith(LOG10_SUFFIX)})
     differing = [k for k in keys if len({row.params.get(k) for row in rows}) > 1]
     given = []
     for row in rows:
