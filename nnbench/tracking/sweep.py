@@ -30,7 +30,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nnbench.errors import TrackingUnavailableError
-from nnbench.tracking import experiment_name, resolve_uri, store
+from nnbench.tracking import experiment_name, resolve_uri, store, views
+from nnbench.tracking.params import LOG10_SUFFIX, LOG_SCALE_KEYS
 from nnbench.tracking.run import OUTCOME_TAG
 
 SWEEP_FILE = "nnbench_sweep.json"
@@ -109,6 +110,40 @@ def find_parent(sweep_dir: str, configured_uri: str | None, experiment: str) -> 
     return info
 
 
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys the sweep varies, in the order given: the sweep config's
+    ``hydra.sweeper.params``, then the command line's sweep overrides
+    (``optimizer.lr=0.01,0.1``, ``range(...)``, ``choice(...)``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.to_container(config.hydra.sweeper.get("params") or {})
+    keys = [str(key) for key in params or {}]
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    for override in parsed:
+        if override.is_sweep_override() and override.key_or_group not in keys:
+            keys.append(override.key_or_group)
+    return keys
+
+
+def view_params(config: DictConfig, swept: list[str]) -> list[str]:
+    """The params that show the swept keys: a config group by its ``name``
+    (``optimizer`` -> ``optimizer.name``), a log-scale quantity with its log10 beside it."""
+    params = []
+    for key in swept:
+        node = OmegaConf.select(config, key, default=None)
+        params.append(f"{key}.name" if isinstance(node, DictConfig) else key)
+        if key in LOG_SCALE_KEYS:
+            params.append(key + LOG10_SUFFIX)
+    return params
+
+
+def sweep_metric(config: DictConfig) -> str:
+    """What the sweep's jobs are compared by: the validation loss, a benchmark's step time."""
+    from nnbench.report.runs import BENCH_METRIC, TRAINING_METRIC
+
+    return BENCH_METRIC if config.get("bench") is not None else TRAINING_METRIC
+
+
 class SweepCallback(Callback):
     """on_multirun_start: store, experiment, parent run; on_multirun_end: summary, FINISHED.
 
@@ -135,13 +170,23 @@ class SweepCallback(Callback):
         self.client = store.client(uri)
         experiment_id = store.experiment_id(self.client, name, uri)
         label = choices.get("sweep") or choices.get("experiment") or "multirun"
+        run_name = f"{label} {time.strftime('%Y-%m-%d %H:%M:%S')}"
         run = self.client.create_run(
             experiment_id,
-            run_name=f"{label} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            run_name=run_name,
             tags={ROLE_TAG: "sweep", SWEEP_TAG: str(config.hydra.sweep.dir)},
         )
         self.parent_run_id = run.info.run_id
         atexit.register(self._end_if_open, "KILLED")
+        swept = swept_keys(config)
+        views.save_sweep_view(
+            self.client,
+            experiment_id,
+            self.parent_run_id,
+            f"sweep {run_name}",
+            view_params(config, swept),
+            sweep_metric(config),
+        )
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         info = {
@@ -151,6 +196,7 @@ class SweepCallback(Callback):
             "sweep_id": self.parent_run_id,
             "sweep_dir": str(config.hydra.sweep.dir),
             "host": socket.gethostname(),
+            "swept": swept,
         }
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
         os.environ[SWEEP_ENV] = json.dumps(info)  # inherited by the jobs' processes
