@@ -267,7 +267,7 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
     else:
         uri = tracking.resolve_uri(cfg.tracking.uri)
         lines.append(f"recorded: run {run['run_id']} in {uri}")
-        lines.append(f"look at it: {ui_command(uri)}")
+        lines.append(f"look at it: {tracking.ui_command(uri)}")
         from nnbench.tracking import daemon, remote
 
         if remote.started_agent is not None:
@@ -279,13 +279,6 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
             )
     lines.append(f"outputs: {output_dir}")
     return "\n".join(lines)
-
-
-def ui_command(uri: str) -> str:
-    """The command that opens ``uri`` in the MLflow UI, bound to 127.0.0.1."""
-    if tracking.store.is_server(uri):
-        return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
 QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnbench.report import plots, runs, table
+from nnbench.report import note, plots, runs, table
 
 SUMMARY_ARTIFACTS = "summary"
 
@@ -93,21 +93,29 @@ def log_summary(client, run_id: str, comparison: Comparison, step: int = 0) -> N
     )
 
 
-def log_sweep_summary(client, parent_run_id, sweep_dir, metric: str | None = None) -> None:
+def log_sweep_summary(client, parent_run_id, sweep_dir, metric: str | None = None):
     """Attach the comparison of the sweep's children to its parent run: the table and plots
-    written under ``<sweep_dir>/summary/`` and logged as artifacts under ``summary``, and
-    summary metrics and tags (best value and run, runs per outcome) on the parent. The
-    children are ranked by ``metric``, by default `runs.default_metric`'s choice."""
+    written under ``<sweep_dir>/summary/`` and logged as artifacts under ``summary``,
+    summary metrics and tags (best value and run, runs per outcome), and its description
+    (`note.sweep_note`) on the parent. The children are ranked by ``metric``, by default
+    `runs.default_metric`'s choice. Returns the comparison (None for a sweep without
+    children)."""
     parent = client.get_run(parent_run_id)
     rows = runs.children(client, parent)
     if not rows:
-        return
+        return None
     metric = metric or runs.default_metric(rows)
     title = f"sweep {parent.info.run_name or parent_run_id}"
     comparison = Comparison.build(rows, metric, title)
     curve_key = runs.curve_metric(rows)
     runs.load_curves(client, comparison.rows, curve_key)
     folder = Path(sweep_dir) / SUMMARY_ARTIFACTS
-    write_report(comparison, folder, curve_key)
+    written = write_report(comparison, folder, curve_key)
     client.log_artifacts(parent_run_id, str(folder), artifact_path=SUMMARY_ARTIFACTS)
     log_summary(client, parent_run_id, comparison)
+    files = [path.name for path in written]
+    text = note.sweep_note(
+        comparison, parent.info.experiment_id, parent_run_id, SUMMARY_ARTIFACTS, files
+    )
+    client.set_tag(parent_run_id, note.NOTE_TAG, text)
+    return comparison

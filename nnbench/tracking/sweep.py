@@ -30,7 +30,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nnbench.errors import TrackingUnavailableError
-from nnbench.tracking import experiment_name, resolve_uri, store, views
+from nnbench.tracking import experiment_name, resolve_uri, store, ui_address, views
+from nnbench.tracking import ui_command as tracking_ui_command
 from nnbench.tracking.params import LOG10_SUFFIX, LOG_SCALE_KEYS
 from nnbench.tracking.run import OUTCOME_TAG
 
@@ -208,16 +209,47 @@ class SweepCallback(Callback):
             self._previous_sigterm = None
         if self.parent_run_id is None:
             return
+        parent_run_id = self.parent_run_id
         try:
             from nnbench.report import log_sweep_summary
 
             self._say_skipped()
-            log_sweep_summary(self.client, self.parent_run_id, Path(str(config.hydra.sweep.dir)))
-            self.client.set_tag(self.parent_run_id, OUTCOME_TAG, "completed")
+            comparison = log_sweep_summary(
+                self.client, parent_run_id, Path(str(config.hydra.sweep.dir))
+            )
+            self.client.set_tag(parent_run_id, OUTCOME_TAG, "completed")
             self._end_if_open("FINISHED")
         except BaseException:
             self._end_if_open("FAILED")
             raise
+        print(self._closing(config, parent_run_id, comparison), flush=True)
+
+    def _closing(self, config: DictConfig, parent_run_id: str, comparison) -> str:
+        """The lines a multirun ends with, as a single run does: how it went, where it is
+        recorded, the commands that show it."""
+        from nnbench.report.runs import outcome_counts
+
+        run = self.client.get_run(parent_run_id)
+        uri = resolve_uri(config.tracking.uri)
+        rows = comparison.rows if comparison else []
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in outcome_counts(rows).items())
+        lines = [f"sweep {run.info.run_name}: {len(rows)} runs ({counts or 'none'})"]
+        if comparison and comparison.best:
+            best = comparison.best
+            value = best.metrics[comparison.metric]
+            lines[0] += f"; best {best.name}: {comparison.metric} {value:.4f}"
+        view = views.view_link(run.info.experiment_id, parent_run_id)
+        report = f"python -m nnbench.report --sweep {parent_run_id}"
+        if config.tracking.uri:
+            report += f" --uri {uri}"
+        lines += [
+            f"recorded: sweep run {parent_run_id} in {uri}",
+            f"look at it: {tracking_ui_command(uri)}",
+            f"  its runs compared: {ui_address(uri)}/#{view}&workflowType=machine_learning",
+            f"compare in the terminal: {report}",
+            f"outputs: {config.hydra.sweep.dir}",
+        ]
+        return "\n".join(lines)
 
     def _say_skipped(self) -> None:
         """One line naming the jobs skipped as already done (whatever the launcher did with
