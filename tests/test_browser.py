@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from tests.sweep_helpers import PARENT, all_runs, client_for, nnbench
 
 pytestmark = pytest.mark.browser

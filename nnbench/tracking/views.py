@@ -117,7 +117,11 @@ def charts(params: list[str], metric: str, axis: str | None) -> dict:
         "isGenerated": False,
     }
     # Reordered: the UI keeps these charts and sections instead of generating its own.
-    return {"compareRunCharts": cards, "compareRunSections": [section], "isAccordionReordered": True}
+    return {
+        "compareRunCharts": cards,
+        "compareRunSections": [section],
+        "isAccordionReordered": True,
+    }
 
 
 def save_sweep_view(client, experiment_id, parent_run_id, name, params, metric) -> None:
