@@ -357,3 +357,33 @@ def best_child(client):
     """The completed child with the lowest final val/loss."""
     done = [r for r in children(client) if r.data.tags["nnbench.outcome"] == "completed"]
     return min(done, key=lambda r: r.data.metrics["val/loss"])
+
+
+def test_the_views_chart_section_plots_every_child(sweep, ui, browser):
+    """The saved view's Chart view opens on the sweep's charts: val/loss per epoch, val/loss
+    against optimizer.lr_log10 and parallel coordinates, over all six children."""
+    _, stdout, _ = sweep
+    address = printed(stdout, "its runs compared:").removeprefix("http://127.0.0.1:5000")
+    browser.get(ui + address.replace("compareRunsMode=TABLE", "compareRunsMode=CHART"))
+    wait_for(browser, says("Parallel Coordinates"), "the sweep's charts")
+    xs = wait_for(browser, lambda d: chart_xs(d, len(NAMES)), "every child on the scatter chart")
+    assert sorted(xs) == [-4, -3, -2, -1, 0, 1]
+    close_assistant(browser)
+    time.sleep(3)
+    browser.save_screenshot(str(SHOTS / "sweep_view_charts.png"))
+
+
+CHART_XS = """
+const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+const scatter = plots.find(p => p.layout && p.layout.xaxis && p.layout.xaxis.title
+    && p.layout.xaxis.title.text === 'optimizer.lr_log10');
+return scatter && scatter.data ? JSON.stringify(scatter.data.flatMap(t => t.x)) : null;
+"""
+
+
+def chart_xs(driver, count: int) -> list[float] | None:
+    """The x values of the Chart view's scatter of val/loss against optimizer.lr_log10,
+    once it has ``count``."""
+    text = driver.execute_script(CHART_XS)
+    xs = [float(x) for x in json.loads(text)] if text else []
+    return xs if len(xs) == count else None
