@@ -272,7 +272,8 @@ def test_compare_scatter_has_every_child(sweep, ui, browser):
     assert "val/loss" in diverged[0].data.metrics
     ids = json.dumps([r.info.run_id for r in kids])
     experiment = json.dumps([kids[0].info.experiment_id])
-    browser.get(f"{ui}/#/compare-runs?runs={ids}&experiments={experiment}")
+    page = f"{ui}/#/compare-runs?runs={ids}&experiments={experiment}"
+    browser.get(page + "&workflowType=machine_learning")
     tab = wait_for(
         browser,
         lambda d: d.find_elements(By.XPATH, "//*[normalize-space(text())='Scatter Plot']"),
