@@ -180,14 +180,17 @@ class SweepCallback(Callback):
         self.parent_run_id = run.info.run_id
         atexit.register(self._end_if_open, "KILLED")
         swept = swept_keys(config)
-        views.save_sweep_view(
-            self.client,
-            experiment_id,
-            self.parent_run_id,
-            f"sweep {run_name}",
-            view_params(config, swept),
-            sweep_metric(config),
-        )
+        try:  # a convenience of the UI: never what stops a sweep
+            views.save_sweep_view(
+                self.client,
+                experiment_id,
+                self.parent_run_id,
+                f"sweep {run_name}",
+                view_params(config, swept),
+                sweep_metric(config),
+            )
+        except Exception as exc:
+            log.warning("no saved view for the sweep in the MLflow UI: %s", exc)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         info = {
