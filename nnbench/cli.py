@@ -27,6 +27,7 @@ from nnbench.errors import BackendUnavailableError
 from nnbench.interrupt import sigterm_as_interrupt
 from nnbench.job import format_metrics, job_info, job_line, objective, skipped_line
 from nnbench.progress import make_progress
+from nnbench.tracking.names import run_name
 from nnbench.usage import exit_on_user_error, reporting_user_errors
 
 schema.register()
@@ -105,9 +106,15 @@ def build(cfg: DictConfig) -> dict:
     }
 
 
-def fit_and_test(cfg: DictConfig, parts: dict, on_epoch) -> dict:
-    """Train, then evaluate on the test split unless training diverged."""
+def fit_and_test(cfg: DictConfig, parts: dict, on_epoch, before: bool = False) -> dict:
+    """Train, then evaluate on the test split unless training diverged. With ``before``,
+    the validation scores of the untrained network come first (``initial``): the last
+    finite values of a run that diverges in its first epoch."""
     data, model, loss_fn = parts["data"], parts["model"], parts["loss_fn"]
+    initial = {}
+    if before:
+        scores = nb.evaluate(model, loss_fn, data.x_val, data.y_val)
+        initial = {f"val/{key}": value for key, value in scores.items()}
     start = time.perf_counter()
     result = nb.fit(
         model,
@@ -130,7 +137,8 @@ def fit_and_test(cfg: DictConfig, parts: dict, on_epoch) -> dict:
             final["test/mse"] = test["loss"]
         else:
             final["test/loss"], final["test/acc"] = test["loss"], test["acc"]
-    return {**parts, "result": result, "metrics": final, "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {**parts, "result": result, "metrics": final, "seconds": seconds, "initial": initial}
 
 
 def train(cfg: DictConfig, job: dict) -> dict:
@@ -153,7 +161,7 @@ def train(cfg: DictConfig, job: dict) -> dict:
 
         with tracking.recording(recorder):
             try:
-                run = fit_and_test(cfg, parts, on_epoch)
+                run = fit_and_test(cfg, parts, on_epoch, before=cfg.tracking.name != "none")
             finally:
                 progress.close()
             close_record(cfg, job, recorder, run)
@@ -213,7 +221,7 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
     return AgentRecorder.start(
         uri=uri,
         experiment=tracking.experiment_name(cfg.tracking.experiment, job["choices"]),
-        run_name=job["label"],
+        run_name=run_name(job["changed"], (parent or {}).get("swept")),
         params=params,
         tags=tags,
         parent=parent,
@@ -242,6 +250,7 @@ def close_record(cfg: DictConfig, job: dict, recorder, run: dict) -> None:
     tags = {tracking.OUTCOME_TAG: result.outcome}
     if result.diverged_at is not None:
         tags["nnbench.diverged_at"] = result.message.removeprefix("diverged at ")
+        recorder.log_metrics(diverged_metrics(result, run.get("initial") or {}), result.epochs)
     recorder.set_tags(tags)
     if cfg.tracking.name == "none":
         return
@@ -255,6 +264,16 @@ def close_record(cfg: DictConfig, job: dict, recorder, run: dict) -> None:
         run=run,
         title=job["label"],
     )
+
+
+def diverged_metrics(result, initial: dict) -> dict:
+    """What a diverged run shows in the UI's comparisons, at the step of its last finite
+    epoch: when it diverged (``diverged/epoch``, ``diverged/step`` within that epoch) and,
+    when it diverged in its first epoch, the validation scores it had before training (its
+    only finite ones; later epochs' scores are logged already)."""
+    epoch, step = result.diverged_at
+    metrics = {"diverged/epoch": epoch, "diverged/step": step}
+    return {**metrics, **(initial if result.epochs == 0 else {})}
 
 
 def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
@@ -273,7 +292,7 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
     else:
         uri = tracking.resolve_uri(cfg.tracking.uri)
         lines.append(f"recorded: run {run['run_id']} in {uri}")
-        lines.append(f"look at it: {ui_command(uri)}")
+        lines.append(f"look at it: {tracking.ui_command(uri)}")
         from nnbench.tracking import daemon, remote
 
         if remote.started_agent is not None:
@@ -285,13 +304,6 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
             )
     lines.append(f"outputs: {output_dir}")
     return "\n".join(lines)
-
-
-def ui_command(uri: str) -> str:
-    """The command that opens ``uri`` in the MLflow UI, bound to 127.0.0.1."""
-    if tracking.store.is_server(uri):
-        return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
 QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")

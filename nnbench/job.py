@@ -28,6 +28,7 @@ def job_info() -> dict:
         "multirun": multirun,
         "num": hydra_cfg.job.num if multirun else None,
         "overrides": overrides,
+        "changed": changed,
         "label": " ".join(changed) or "defaults",
         "choices": OmegaConf.to_container(hydra_cfg.runtime.choices),
         "sweep_dir": str(hydra_cfg.sweep.dir),

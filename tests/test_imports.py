@@ -71,7 +71,12 @@ THIRD_PARTY = {
     "hydra": ("nnbench.cli", "nnbench.config", "nnbench.job", "nnbench.usage", HYDRA_CALLBACK),
     "omegaconf": ("nnbench.cli", "nnbench.job", "nnbench.usage", HYDRA_CALLBACK),
     "mlflow": ("nnbench.tracking", "nnbench.report"),
-    "matplotlib": ("nnbench.tracking.curves", "nnbench.tracking.plots"),
+    "matplotlib": (
+        "nnbench.tracking.curves",
+        "nnbench.tracking.plots",
+        "nnbench.report.colors",
+        "nnbench.report.plots",
+    ),
 }
 
 # What a module may import as it is imported (outside its functions), besides the standard

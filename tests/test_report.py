@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from nnbench.report import main, plots, runs, table
+from nnbench.report import colors, main, plots, runs, table
 
 LRS = ("0.01", "0.1", "10")  # 10 diverges in the first epoch
 JOB_LINE = re.compile(r"^\[job \d+\] optimizer\.lr=(\S+) .*?: (completed|diverged)(.*)$", re.M)
@@ -48,7 +49,13 @@ def sweep(tmp_path_factory):
         jobs[float(lr)] = {"outcome": outcome, **{k: float(v) for k, v in numbers.items()}}
     assert sorted(jobs) == sorted(float(lr) for lr in LRS), proc.stdout
     info = json.loads((tmp / "sweep" / "nnbench_sweep.json").read_text())
-    return {"tmp": tmp, "jobs": jobs, "parent": info["parent_run_id"], "uri": info["uri"]}
+    return {
+        "tmp": tmp,
+        "jobs": jobs,
+        "parent": info["parent_run_id"],
+        "uri": info["uri"],
+        "stdout": proc.stdout,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +107,12 @@ def test_summary_csv_has_one_row_per_child_in_rank_order(sweep, client):
     order = [float(r["optimizer.lr"]) for r in rows]
     assert order == expected_order(sweep["jobs"], "val/loss", descending=False)
     diverged = rows[-1]
-    assert (diverged["outcome"], diverged["rank"], diverged["val/loss"]) == ("diverged", "", "")
+    assert (diverged["outcome"], diverged["rank"], diverged["epochs"]) == ("diverged", "", "0")
     assert diverged["diverged_at"].startswith("epoch 1")
+    # its last finite values: the validation scores before training, logged at step 0
+    (before,) = client.get_metric_history(diverged["run_id"], "val/loss")
+    assert before.step == 0 and float(diverged["val/loss"]) == before.value
+    assert float(diverged["diverged/epoch"]) == 1
     for row in rows[:-1]:  # the CSV holds the stored values; the job line rounds to 4 places
         lr = float(row["optimizer.lr"])
         assert float(row["val/loss"]) == pytest.approx(sweep["jobs"][lr]["val/loss"], abs=1e-4)
@@ -124,6 +135,69 @@ def test_parent_run_gets_summary_metrics_and_tags(sweep, client):
     assert float(tags["nnbench.best.optimizer.lr"]) == best_lr
     best = client.get_run(tags["nnbench.best_run_id"])
     assert float(best.data.params["optimizer.lr"]) == best_lr
+
+
+def test_the_sweep_ends_with_where_to_look(sweep):
+    """As a single run does: the record, the UI command and address, the report command."""
+    lines = sweep["stdout"].splitlines()
+    closing = lines[lines.index(next(ln for ln in lines if ln.startswith("sweep lr "))) :]
+    best = expected_order(sweep["jobs"], "val/loss", descending=False)[0]
+    assert closing[0].startswith("sweep lr ") and "3 runs (2 completed, 1 diverged)" in closing[0]
+    assert f"best lr={best:g}: val/loss" in closing[0]
+    parent, uri = sweep["parent"], sweep["uri"]
+    assert closing[1] == f"recorded: sweep run {parent} in {uri}"
+    assert closing[2] == (
+        f"look at it: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    )
+    assert closing[3].startswith("  its runs compared: http://127.0.0.1:5000/#/experiments/")
+    assert f"viewStateShareKey=nnbench-{parent}" in closing[3]
+    assert closing[4] == f"compare in the terminal: python -m nnbench.report --sweep {parent}"
+    assert closing[5] == "outputs: sweep"
+
+
+def test_children_are_named_by_their_swept_values_and_log_no_nulls(sweep, client):
+    parent = client.get_run(sweep["parent"])
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{sweep['parent']}'"
+    )
+    assert sorted(c.info.run_name for c in children) == ["lr=0.01", "lr=0.1", "lr=10"]
+    for child in children:
+        params = child.data.params
+        assert "null" not in params.values()
+        lr = float(params["optimizer.lr"])
+        assert float(params["optimizer.lr_log10"]) == pytest.approx(math.log10(lr), abs=1e-3)
+
+
+def test_the_sweep_has_a_saved_view_of_its_children(sweep, client):
+    parent = client.get_run(sweep["parent"])
+    tags = client.get_experiment(parent.info.experiment_id).tags
+    envelope = json.loads(tags[f"mlflow.sharedViewState.nnbench-{sweep['parent']}"])
+    assert envelope["name"] == f"sweep {parent.info.run_name}"
+    state = json.loads(envelope["state"])
+    assert state["searchFilter"] == f"tags.`mlflow.parentRunId` = '{sweep['parent']}'"
+    assert (state["orderByKey"], state["orderByAsc"]) == ("metrics.`val/loss`", True)
+    columns = state["selectedColumns"]
+    assert columns[:3] == ["params.`optimizer.lr`", "params.`optimizer.lr_log10`",
+                           "metrics.`val/loss`"]  # fmt: skip
+    (scatter,) = [c for c in state["compareRunCharts"] if c["type"] == "SCATTER"]
+    assert scatter["xaxis"] == {"key": "optimizer.lr_log10", "type": "PARAM"}
+    assert scatter["yaxis"] == {"key": "val/loss", "type": "METRIC"}
+
+
+def test_parent_note_ranks_the_runs_and_links_the_plots(sweep, client):
+    parent = client.get_run(sweep["parent"])
+    note = parent.data.tags["mlflow.note.content"]
+    best = client.get_run(parent.data.tags["nnbench.best_run_id"])
+    experiment_id = parent.info.experiment_id
+    assert f"**Best: [{best.info.run_name}](#/experiments/{experiment_id}/runs/" in note
+    assert f"Best configuration: `optimizer.lr={best.data.params['optimizer.lr']}`" in note
+    for name in ("final_val_loss.png", "val_loss_curves.png", "runs.md"):
+        assert f"/runs/{parent.info.run_id}/artifacts/summary/{name})" in note
+    assert f"get-artifact?path=summary%2Ffinal_val_loss.png&run_uuid={parent.info.run_id}" in note
+    body = [ln for ln in note.splitlines() if ln.startswith("| ") and "rank" not in ln]
+    assert len(body) == 3 and "diverged at epoch 1" in body[-1] and body[0].startswith("| 1 |")
 
 
 # -- python -m nnbench.report -----------------------------------------------------------------
@@ -276,3 +350,105 @@ def test_plots_of_a_run_diverging_after_some_epochs(tmp_path):
     final = plots.metric_vs_params(rows, params, "val/loss", tmp_path / "f.png", "t")
     assert curves.read_bytes()[:8] == PNG_MAGIC and final.read_bytes()[:8] == PNG_MAGIC
     assert plots.label(diverged, params) == "optimizer.lr=10"
+
+
+def grid_rows(grid: dict[str, list], diverged_lr: float | None = None) -> list[runs.RunRow]:
+    """One row per combination of ``grid``, a short decreasing curve each; runs with
+    ``optimizer.lr`` >= ``diverged_lr`` diverge in epoch 2."""
+    import itertools
+
+    rows = []
+    for i, values in enumerate(itertools.product(*grid.values())):
+        params = {key: str(v) for key, v in zip(grid, values, strict=True)}
+        lr = float(params.get("optimizer.lr", 0.1))
+        diverged = diverged_lr is not None and lr >= diverged_lr
+        r = runs.RunRow(
+            run_id=f"r{i}",
+            name=f"job{i}",
+            outcome="diverged" if diverged else "completed",
+            params=params,
+            metrics={} if diverged else {"val/loss": 1.0 / (i + 2)},
+            start_time=i,
+            diverged_at="epoch 2, step 3" if diverged else None,
+        )
+        r.curve = [(1, 2.0 + i / 100)] if diverged else [(e, 2.0 / e + i / 100) for e in (1, 2, 3)]
+        rows.append(r)
+    return rows
+
+
+LRS6 = [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0]
+
+
+def test_a_numeric_sweep_is_coloured_by_its_value_on_a_log_colour_bar(tmp_path):
+    rows = grid_rows({"optimizer.lr": LRS6}, diverged_lr=10)
+    scheme = colors.scheme(rows, ["optimizer.lr"])
+    assert scheme.primary == "optimizer.lr" and scheme.log
+    assert [scheme.fraction(v) for v in (0.0001, 0.01, 10.0)] == pytest.approx([0, 0.4, 1])
+    plt = plots._pyplot()
+    fig = plots.curves_figure(plt, rows, ["optimizer.lr"], "val/loss", "t")
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "optimizer.lr"
+    assert bars[0].get_yscale() == "log"
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("count", [2, 6, 24, 96, 200])
+def test_curves_stay_readable_and_distinct(tmp_path, count):
+    """2 to 200 jobs: every panel at least 2 inches wide and tall, the legend outside every
+    panel, no two runs of a panel in one colour, every diverged run marked."""
+    grids = {
+        2: {"optimizer.lr": [0.1, 10.0]},
+        6: {"optimizer.lr": LRS6},
+        24: {"optimizer.lr": LRS6, "model.dropout": [0.0, 0.5], "model.batchnorm": [False, True]},
+        96: {"optimizer.lr": LRS6, "model.dropout": [0, 0.2, 0.35, 0.5],
+             "model.l2": [0, 1e-4, 1e-3, 1e-2]},
+        200: {"optimizer.lr": [0.001, 0.01, 0.1, 1.0, 10.0], "seed": list(range(40))},
+    }  # fmt: skip
+    params = list(grids[count])
+    rows = grid_rows(grids[count], diverged_lr=10)
+    assert len(rows) == count
+    plt = plots._pyplot()
+    fig = plots.curves_figure(plt, rows, params, "val/loss", "t")
+    fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    renderer = fig.canvas.get_renderer()
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in panels)
+    marks = 0
+    for ax in panels:
+        box = ax.get_window_extent(renderer)
+        assert box.width >= 2 * fig.dpi and box.height >= 1.5 * fig.dpi
+        curves = [line for line in ax.get_lines() if line.get_linestyle() != "None"]
+        shades = [tuple(round(c, 4) for c in line.get_color()) for line in curves]
+        assert len(set(shades)) == len(shades)
+        marks += sum(1 for line in ax.get_lines() if line.get_marker() == "x")
+    assert marks == sum(1 for r in rows if r.outcome == "diverged") > 0
+    plt.close(fig)
+
+
+def test_a_sweep_of_categories_gets_distinct_colours_and_a_legend_below(tmp_path):
+    grid = {"model.activation": ["sigmoid", "tanh", "relu", "leaky_relu"], "seed": ["a", "b", "c"]}
+    grid["optimizer.name"] = ["sgd", "adam"]
+    rows = grid_rows(grid)
+    plt = plots._pyplot()
+    fig = plots.curves_figure(plt, rows, list(grid), "val/loss", "t")
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    shades = {tuple(line.get_color()) for line in ax.get_lines()}
+    assert len(shades) == len(rows) == 24
+    (legend,) = fig.legends
+    assert len(legend.get_texts()) == 24
+    plt.close(fig)
+
+
+def test_final_metric_plot_counts_runs_diverged_at_one_value(tmp_path):
+    rows = grid_rows({"optimizer.lr": LRS6, "model.dropout": [0.0, 0.2, 0.5]}, diverged_lr=1)
+    path = plots.metric_vs_params(rows, ["optimizer.lr", "model.dropout"], "val/loss",
+                                  tmp_path / "f.png", "t")  # fmt: skip
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    plt = plots._pyplot()
+    fig, ax = plt.subplots()
+    plots._panel(ax, rows, "optimizer.lr", "val/loss", single=False)
+    counts = sorted(t.get_text() for t in ax.texts)
+    assert counts == ["3", "3"]  # lr=1 and lr=10: three runs each, one mark each
+    plt.close(fig)

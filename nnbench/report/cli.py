@@ -15,7 +15,8 @@ from pathlib import Path
 
 from nnbench.errors import TrackingUnavailableError, invalid
 from nnbench.report import runs
-from nnbench.report.summary import Comparison, slug, write_report
+from nnbench.report.runs import Comparison
+from nnbench.report.summary import slug, write_report
 from nnbench.report.table import metric_columns, terminal
 
 PROG = "nnbench-report"

@@ -1,7 +1,8 @@
-"""The report's two pictures: every run's validation-loss curve on one chart, and the final
-metric against each swept value. A diverged run has no numbers past its divergence: its
-curve stops there with an x drawn at the top of the chart, and in the metric chart it sits
-at the top, marked, instead of at a made-up value.
+"""The report's two pictures: every run's validation-loss curve (one chart, or one panel
+per combination of the other swept params: `colors`), and the final metric against each
+swept value. A diverged run has no numbers past its divergence: its curve stops there with
+an x drawn at the top of the chart, and in the metric chart it sits at the top, marked
+(with how many runs share the mark), instead of at a made-up value.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from nnbench.report import colors
 from nnbench.report.runs import RunRow
 from nnbench.tracking.plots import _pyplot
 
@@ -20,7 +22,6 @@ UNRANKED_STYLE = {
     "running": ("o", "tab:gray"),
 }
 TOP = 0.96  # axes fraction where unranked runs are drawn
-DECADES_FOR_LOG = 2.0  # a positive axis spanning at least this many decades is drawn log
 
 
 def label(row: RunRow, params: list[str]) -> str:
@@ -29,18 +30,8 @@ def label(row: RunRow, params: list[str]) -> str:
     return ", ".join(values) if values else row.name
 
 
-def _floats(values: list[str]) -> list[float] | None:
-    try:
-        return [float(v) for v in values]
-    except (TypeError, ValueError):
-        return None
-
-
-def _log_worthy(values: list[float]) -> bool:
-    positive = [v for v in values if v > 0]
-    if not values or len(positive) < len(values):
-        return False
-    return math.log10(max(positive) / min(positive)) >= DECADES_FOR_LOG
+_floats = colors.floats
+_log_worthy = colors.log_worthy
 
 
 def _mark_top(ax, x: float, marker: str, color, label, size: float = 9, width: float = 2) -> None:
@@ -61,35 +52,131 @@ def _mark_top(ax, x: float, marker: str, color, label, size: float = 9, width: f
 
 
 def curves(rows: list[RunRow], params: list[str], key: str, path: Path, title: str) -> Path:
-    """``key`` (val/loss) per epoch of every run on one chart, log y. A diverged run's
-    curve ends at its last finite epoch; an x at the top marks the epoch it diverged in."""
+    """`curves_figure`, written to ``path``."""
     plt = _pyplot()
+    return _save(curves_figure(plt, rows, params, key, title), plt, path)
+
+
+def curves_figure(plt, rows: list[RunRow], params: list[str], key: str, title: str):
+    """``key`` (val/loss) per epoch of every run, log y, readable from 2 to 200 runs
+    (`colors`): coloured by the numeric swept param on a colour bar, one panel per
+    combination of the other swept params; a sweep of categories alone gets distinct
+    colours and a legend under the chart, never over it. A diverged run's curve ends at
+    its last finite epoch; an x at the top, in its colour, marks the epoch it diverged in
+    (side by side, and counted, where several diverged in the same epoch)."""
     rows = sorted(rows, key=lambda row: _sort_key(row, params))
-    colors = _colors(plt, rows, params)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for row, color in zip(rows, colors, strict=True):
-        text = label(row, params)
+    colouring = colors.scheme(rows, params)
+    groups = colors.panels(rows, params, colouring)
+    columns = min(6, math.ceil(math.sqrt(len(groups))))
+    lines = math.ceil(len(groups) / columns)
+    size = (8, 4.5) if len(groups) == 1 else (3.2 * columns + 1, 2.5 * lines + 0.8)
+    fig, axes = plt.subplots(
+        lines, columns, figsize=size, squeeze=False, sharex=True, sharey=True, layout="constrained"
+    )
+    handles = {}
+    for ax, (panel_title, members) in zip(axes.flat, groups, strict=False):
+        palette = colors.distinct_colors(plt, members, colouring)
+        handles.update(_draw_curves(ax, members, params, palette, colouring.primary is None))
+        ax.set_title(panel_title, fontsize="small")
+    for ax in axes.flat[len(groups) :]:
+        ax.set_visible(False)
+    _finish_curve_axes(axes, rows, key, len(groups))
+    diverged = any(row.outcome == "diverged" for row in rows)
+    fig.suptitle(title + (" (x: diverged)" if diverged else ""))
+    if colouring.primary is not None:
+        colouring.colorbar(plt, fig, axes)
+    if handles:
+        per_column = 12 if len(handles) > 24 else 8
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=max(1, min(6, math.ceil(len(handles) / per_column))),
+            fontsize="small",
+            frameon=False,
+        )
+    return fig
+
+
+def _draw_curves(ax, rows: list[RunRow], params: list[str], palette, named: bool) -> dict:
+    """The rows' curves on ``ax``; the legend entries to show ({text: handle}): every run
+    when ``named`` (no colour bar says which is which), else one per kind of marker."""
+    from matplotlib.lines import Line2D
+
+    entries, spread = {}, _spread(rows)
+    _count_diverged(ax, rows)
+    for row, color in zip(rows, palette, strict=True):
         steps, values = [s for s, _ in row.curve], [v for _, v in row.curve]
-        if row.outcome != "diverged":
+        size = 5 if len(steps) < 3 else 3
+        (line,) = ax.plot(steps, values, marker="o", color=color, linewidth=1.2, markersize=size)
+        text = label(row, params)
+        if row.outcome == "diverged":
+            at = (row.diverged_epoch or (row.epochs or 0) + 1) + spread.get(row.run_id, 0.0)
+            _mark_top(ax, at, "x", color, None, size=8, width=2)
+            if named:
+                entries[f"{text} ({row.note()})"] = Line2D(
+                    [], [], color=color, marker="x", markersize=8, markeredgewidth=2
+                )
+            else:
+                entries["diverged (x at the epoch)"] = Line2D(
+                    [], [], color="gray", marker="x", linestyle="none", markeredgewidth=2
+                )
+        elif named:
             suffix = "" if row.outcome == "completed" else f" ({row.outcome})"
-            ax.plot(steps, values, marker=".", color=color, label=text + suffix)
-            continue
-        ax.plot(steps, values, marker=".", color=color)
-        at = row.diverged_epoch or (row.epochs or 0) + 1
-        _mark_top(ax, at, "x", color, f"{text} ({row.note()})", size=10, width=2.5)
+            entries[text + suffix] = line
+    return entries
+
+
+def _count_diverged(ax, rows: list[RunRow]) -> None:
+    """Above the x marks of an epoch where several runs diverged: how many."""
+    at: dict[int, int] = {}
+    for row in rows:
+        if row.outcome == "diverged":
+            epoch = row.diverged_epoch or (row.epochs or 0) + 1
+            at[epoch] = at.get(epoch, 0) + 1
+    for epoch, count in at.items():
+        if count > 1:
+            ax.annotate(
+                f"{count}x",
+                (epoch, TOP),
+                xycoords=ax.get_xaxis_transform(),
+                xytext=(0, 7),
+                textcoords="offset points",
+                ha="center",
+                fontsize="x-small",
+                color="tab:red",
+            )
+
+
+def _spread(rows: list[RunRow]) -> dict[str, float]:
+    """Offsets (in epochs) that set side by side the diverged runs marked at one epoch."""
+    at: dict[int, list[str]] = {}
+    for row in rows:
+        if row.outcome == "diverged":
+            at.setdefault(row.diverged_epoch or 0, []).append(row.run_id)
+    offsets = {}
+    for ids in at.values():
+        width = min(0.8, 0.3 * (len(ids) - 1))
+        for i, run_id in enumerate(ids):
+            offsets[run_id] = (i / (len(ids) - 1) - 0.5) * width if len(ids) > 1 else 0.0
+    return offsets
+
+
+def _finish_curve_axes(axes, rows: list[RunRow], key: str, used: int) -> None:
     finite = [v for row in rows for _, v in row.curve]
-    if finite and min(finite) > 0:
-        ax.set_yscale("log")
-    if any(row.outcome == "diverged" for row in rows):
-        _headroom(ax)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(key)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3, which="both")
-    diverged = any(r.outcome == "diverged" for r in rows)
-    ax.set_title(title + (" (x: diverged)" if diverged else ""))
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, plt, path)
+    diverged = any(row.outcome == "diverged" for row in rows)
+    for index, ax in enumerate(axes.flat[:used]):
+        if finite and min(finite) > 0:
+            ax.set_yscale("log")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3, which="both")
+        if index % axes.shape[1] == 0:
+            ax.set_ylabel(key)
+        if index >= used - axes.shape[1]:
+            ax.set_xlabel("epoch")
+    if diverged and used:
+        _headroom(axes.flat[0])  # shared y: room at the top of every panel
 
 
 def metric_vs_params(
@@ -118,20 +205,36 @@ def _panel(ax, rows: list[RunRow], key: str, metric: str, single: bool) -> None:
         xs = numeric
         if _log_worthy(numeric):
             ax.set_xscale("log")
+        elif min(numeric) == 0 and _log_worthy([v for v in numeric if v != 0]):
+            # 0 and a log grid (L2 0, 1e-4, 1e-3): linear near 0, log beyond
+            ax.set_xscale("symlog", linthresh=min(v for v in numeric if v > 0))
     ranked = sorted(
         (x, row.metrics[metric])
         for x, row in zip(xs, rows, strict=True)
         if row.outcome == "completed" and metric in row.metrics
     )
-    style = "o-" if single and numeric is not None else "o"
-    ax.plot([x for x, _ in ranked], [y for _, y in ranked], style, label="completed")
+    style = "o-" if single and numeric is not None and len(set(xs)) == len(xs) else "o"
+    alpha = 1.0 if len(ranked) <= 24 else 0.6
+    ax.plot([x for x, _ in ranked], [y for _, y in ranked], style, label="completed", alpha=alpha)
     seen = set()
+    unranked: dict[tuple, int] = {}
     for x, row in zip(xs, rows, strict=True):
         if row.outcome != "completed":
-            marker, color = UNRANKED_STYLE.get(row.outcome, ("o", "tab:gray"))
-            legend = row.outcome if row.outcome not in seen else None
-            _mark_top(ax, x, marker, color, legend)
-            seen.add(row.outcome)
+            unranked[(x, row.outcome)] = unranked.get((x, row.outcome), 0) + 1
+    for (x, outcome), count in unranked.items():
+        marker, color = UNRANKED_STYLE.get(outcome, ("o", "tab:gray"))
+        _mark_top(ax, x, marker, color, outcome if outcome not in seen else None)
+        seen.add(outcome)
+        if count > 1:  # several runs at one point: say how many
+            ax.annotate(
+                f"{count}",
+                (x, TOP),
+                xycoords=ax.get_xaxis_transform(),
+                xytext=(6, -3),
+                textcoords="offset points",
+                fontsize="small",
+                color=color,
+            )
     ys = [y for _, y in ranked]
     if ys and min(ys) > 0 and ("loss" in metric or "mse" in metric):
         ax.set_yscale("log")
@@ -153,17 +256,6 @@ def _sort_key(row: RunRow, params: list[str]) -> tuple:
     return (*key, row.name)
 
 
-def _colors(plt, rows: list[RunRow], params: list[str]) -> list:
-    """A sequential colour map along a single numeric swept param (small to large values
-    read as a gradient), else the usual colour cycle."""
-    values = _floats([row.params.get(params[0], "") for row in rows]) if params else None
-    if len(params) == 1 and values is not None and len(rows) > 1:
-        cmap = plt.get_cmap("viridis")
-        return [cmap(0.8 * i / (len(rows) - 1)) for i in range(len(rows))]
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return [cycle[i % len(cycle)] for i in range(len(rows))]
-
-
 def _headroom(ax, fraction: float = 0.15) -> None:
     """Room above the data for the markers drawn at the top."""
     low, high = ax.get_ylim()
@@ -174,7 +266,8 @@ def _headroom(ax, fraction: float = 0.15) -> None:
 
 
 def _save(fig, plt, path: Path) -> Path:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -13,8 +13,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from nnbench.tracking.params import LOG10_SUFFIX
 from nnbench.tracking.resume import reused_runs
-from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG
+from nnbench.tracking.run import BENCH_METRIC, ERROR_TAG, OUTCOME_TAG, TRAINING_METRIC
 
 ROLE_TAG = "nnbench.role"
 PARENT_TAG = "mlflow.parentRunId"
@@ -34,7 +35,6 @@ UNRANKED_ORDER = ("completed", "interrupted", "running", "failed", "diverged")
 # Metrics where more is better (names matched on their last part): the rest are minimized.
 HIGHER_IS_BETTER = re.compile(r"acc|auc|f1|precision|recall|r2|throughput|samples_per_s|gflops")
 # What a report ranks by when not told: training runs by val/loss, benchmarks by step time.
-TRAINING_METRIC, BENCH_METRIC = "val/loss", "bench/step_ms_median"
 PAGE = 1000
 
 
@@ -173,8 +173,9 @@ def rank(rows: list[RunRow], metric: str, descending: bool) -> list[RunRow]:
 
 def swept_params(rows: list[RunRow]) -> list[str]:
     """The params whose values differ among the rows: overridden keys first, in the order
-    they were given on the command line, then the rest alphabetically."""
-    keys = sorted({key for row in rows for key in row.params})
+    they were given on the command line, then the rest alphabetically. The logarithms
+    logged beside a param (``optimizer.lr_log10``) are not params of their own."""
+    keys = sorted({key for row in rows for key in row.params if not key.endswith(LOG10_SUFFIX)})
     differing = [k for k in keys if len({row.params.get(k) for row in rows}) > 1]
     given = []
     for row in rows:
@@ -222,3 +223,28 @@ def outcome_counts(rows: list[RunRow]) -> dict[str, int]:
 
 def available_metrics(rows: list[RunRow]) -> list[str]:
     return sorted({key for row in rows for key in row.metrics})
+
+
+@dataclass
+class Comparison:
+    """Ranked runs and what they are compared by."""
+
+    rows: list[RunRow]  # ranked, best first
+    metric: str
+    descending: bool
+    params: list[str]  # the swept params
+    title: str
+
+    @classmethod
+    def build(cls, rows, metric: str, title: str, descending: bool | None = None):
+        if descending is None:
+            descending = higher_is_better(metric)
+        ranked = rank(rows, metric, descending)
+        return cls(ranked, metric, descending, swept_params(rows), title)
+
+    @property
+    def best(self) -> RunRow | None:
+        return self.rows[0] if self.rows and self.rows[0].rank == 1 else None
+
+    def order_text(self) -> str:
+        return "highest first" if self.descending else "lowest first"

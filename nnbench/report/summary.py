@@ -5,37 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from nnbench.report import plots, runs, table
+from nnbench.report import note, plots, runs, table
+from nnbench.report.runs import Comparison
 
 SUMMARY_ARTIFACTS = "summary"
-
-
-@dataclass
-class Comparison:
-    """Ranked runs and what they are compared by."""
-
-    rows: list[runs.RunRow]  # ranked, best first
-    metric: str
-    descending: bool
-    params: list[str]  # the swept params
-    title: str
-
-    @classmethod
-    def build(cls, rows, metric: str, title: str, descending: bool | None = None):
-        if descending is None:
-            descending = runs.higher_is_better(metric)
-        ranked = runs.rank(rows, metric, descending)
-        return cls(ranked, metric, descending, runs.swept_params(rows), title)
-
-    @property
-    def best(self) -> runs.RunRow | None:
-        return self.rows[0] if self.rows and self.rows[0].rank == 1 else None
-
-    def order_text(self) -> str:
-        return "highest first" if self.descending else "lowest first"
 
 
 def slug(text: str) -> str:
@@ -93,21 +68,29 @@ def log_summary(client, run_id: str, comparison: Comparison, step: int = 0) -> N
     )
 
 
-def log_sweep_summary(client, parent_run_id, sweep_dir, metric: str | None = None) -> None:
+def log_sweep_summary(client, parent_run_id, sweep_dir, metric: str | None = None):
     """Attach the comparison of the sweep's children to its parent run: the table and plots
-    written under ``<sweep_dir>/summary/`` and logged as artifacts under ``summary``, and
-    summary metrics and tags (best value and run, runs per outcome) on the parent. The
-    children are ranked by ``metric``, by default `runs.default_metric`'s choice."""
+    written under ``<sweep_dir>/summary/`` and logged as artifacts under ``summary``,
+    summary metrics and tags (best value and run, runs per outcome), and its description
+    (`note.sweep_note`) on the parent. The children are ranked by ``metric``, by default
+    `runs.default_metric`'s choice. Returns the comparison (None for a sweep without
+    children)."""
     parent = client.get_run(parent_run_id)
     rows = runs.children(client, parent)
     if not rows:
-        return
+        return None
     metric = metric or runs.default_metric(rows)
     title = f"sweep {parent.info.run_name or parent_run_id}"
     comparison = Comparison.build(rows, metric, title)
     curve_key = runs.curve_metric(rows)
     runs.load_curves(client, comparison.rows, curve_key)
     folder = Path(sweep_dir) / SUMMARY_ARTIFACTS
-    write_report(comparison, folder, curve_key)
+    written = write_report(comparison, folder, curve_key)
     client.log_artifacts(parent_run_id, str(folder), artifact_path=SUMMARY_ARTIFACTS)
     log_summary(client, parent_run_id, comparison)
+    files = [path.name for path in written]
+    text = note.sweep_note(
+        comparison, parent.info.experiment_id, parent_run_id, SUMMARY_ARTIFACTS, files
+    )
+    client.set_tag(parent_run_id, note.NOTE_TAG, text)
+    return comparison

@@ -98,7 +98,8 @@ def markdown(rows: list[RunRow], params: list[str], metrics: list[str]) -> str:
 
 def write_csv(rows: list[RunRow], params: list[str], path: Path) -> Path:
     """One line per run, ranked: ids, outcome, the swept params and every final metric.
-    A metric a run did not record (a diverged run's) is an empty cell, never a number."""
+    A metric a run did not record is an empty cell, never a number; a diverged run has
+    the last finite values it recorded (those before training, if it diverged at once)."""
     metrics = available_metrics(rows)
     fields = ["rank", "run_id", "run_name", "outcome", "epochs", "diverged_at", "error"]
     with open(path, "w", newline="") as handle:

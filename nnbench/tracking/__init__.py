@@ -25,6 +25,8 @@ __all__ = [
     "recording",
     "resolve_uri",
     "start_run",
+    "ui_address",
+    "ui_command",
 ]
 
 
@@ -39,6 +41,18 @@ def experiment_name(configured: str | None, choices: dict) -> str:
     if choices.get("sweep"):
         return f"sweep-{choices['sweep']}"
     return "nnbench"
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens ``uri`` in the MLflow UI, bound to 127.0.0.1."""
+    if store.is_server(uri):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def ui_address(uri: str) -> str:
+    """Where `ui_command`'s UI answers."""
+    return uri.rstrip("/") if store.is_server(uri) else "http://127.0.0.1:5000"
 
 
 def job_tags(job: dict) -> dict[str, str]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 OUTCOME_TAG = "nnbench.outcome"
 ERROR_TAG = "nnbench.error"
+# What a sweep's jobs are compared by: a training run's validation loss, a benchmark's step.
+TRAINING_METRIC, BENCH_METRIC = "val/loss", "bench/step_ms_median"
 FLUSH_INTERVAL_S = 2.0  # at most one metrics call per interval while training
 
 

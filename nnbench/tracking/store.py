@@ -30,6 +30,9 @@ HTTP_DEFAULTS = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 HEALTH_TIMEOUT_S = 5.0
+# The experiment kind that opens on the runs table ("Model training") in the MLflow UI.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+KIND_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 
 
 def default_uri(outputs: Path = DEFAULT_OUTPUTS) -> str:
@@ -290,16 +293,30 @@ def forget(uri: str) -> None:
 
 
 def experiment_id(mlflow_client, name: str, uri: str) -> str:
-    """The id of experiment ``name``, created (safely against a concurrent creator) if new."""
+    """The id of experiment ``name``, created (safely against a concurrent creator) if new,
+    and of the kind that the MLflow UI opens on its runs table (`mark_kind`)."""
     from mlflow.exceptions import MlflowException
 
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
+        mark_kind(mlflow_client, found)
         return found.experiment_id
     try:
-        return mlflow_client.create_experiment(name, artifact_location(uri))
+        return mlflow_client.create_experiment(name, artifact_location(uri), tags=KIND_TAGS)
     except MlflowException:
         found = mlflow_client.get_experiment_by_name(name)
         if found is None:
             raise
+        mark_kind(mlflow_client, found)
         return found.experiment_id
+
+
+def mark_kind(mlflow_client, experiment) -> None:
+    """MLflow 3's UI opens an experiment by its kind (the experiment tag
+    ``mlflow.experimentKind``): one without it opens on the GenAI traces page, with the runs
+    a click away. An experiment nnbench writes to is a model-training one; a kind someone
+    set already is kept."""
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        mlflow_client.set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND_TAG, KIND_TAGS[EXPERIMENT_KIND_TAG]
+        )

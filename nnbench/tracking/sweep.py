@@ -31,8 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnbench.errors import TrackingUnavailableError
 from nnbench.interrupt import sigterm_raises
-from nnbench.tracking import experiment_name, resolve_uri, store
-from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG
+from nnbench.tracking import experiment_name, resolve_uri, store, views
+from nnbench.tracking.params import LOG10_SUFFIX, LOG_SCALE_KEYS
+from nnbench.tracking.run import BENCH_METRIC, ERROR_TAG, OUTCOME_TAG, TRAINING_METRIC
 
 SWEEP_FILE = "nnbench_sweep.json"
 SWEEP_ENV = "NNBENCH_SWEEP"
@@ -103,6 +104,38 @@ def find_parent(sweep_dir: str, configured_uri: str | None, experiment: str) -> 
     return info
 
 
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys the sweep varies, in the order given: the sweep config's
+    ``hydra.sweeper.params``, then the command line's sweep overrides
+    (``optimizer.lr=0.01,0.1``, ``range(...)``, ``choice(...)``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.to_container(config.hydra.sweeper.get("params") or {})
+    keys = [str(key) for key in params or {}]
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    for override in parsed:
+        if override.is_sweep_override() and override.key_or_group not in keys:
+            keys.append(override.key_or_group)
+    return keys
+
+
+def view_params(config: DictConfig, swept: list[str]) -> list[str]:
+    """The params that show the swept keys: a config group by its ``name``
+    (``optimizer`` -> ``optimizer.name``), a log-scale quantity with its log10 beside it."""
+    params = []
+    for key in swept:
+        node = OmegaConf.select(config, key, default=None)
+        params.append(f"{key}.name" if isinstance(node, DictConfig) else key)
+        if key in LOG_SCALE_KEYS:
+            params.append(key + LOG10_SUFFIX)
+    return params
+
+
+def sweep_metric(config: DictConfig) -> str:
+    """What the sweep's jobs are compared by: the validation loss, a benchmark's step time."""
+    return BENCH_METRIC if config.get("bench") is not None else TRAINING_METRIC
+
+
 class SweepCallback(Callback):
     """on_multirun_start: store, experiment, parent run; on_multirun_end: `summarize`, FINISHED.
 
@@ -140,13 +173,26 @@ class SweepCallback(Callback):
         self.client = store.client(uri)
         experiment_id = store.experiment_id(self.client, name, uri)
         label = choices.get("sweep") or choices.get("experiment") or "multirun"
+        run_name = f"{label} {time.strftime('%Y-%m-%d %H:%M:%S')}"
         run = self.client.create_run(
             experiment_id,
-            run_name=f"{label} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            run_name=run_name,
             tags={ROLE_TAG: "sweep", SWEEP_TAG: str(config.hydra.sweep.dir)},
         )
         self.parent_run_id = run.info.run_id
         atexit.register(self._end_if_open, "KILLED")
+        swept = swept_keys(config)
+        try:  # a convenience of the UI: never what stops a sweep
+            views.save_sweep_view(
+                self.client,
+                experiment_id,
+                self.parent_run_id,
+                f"sweep {run_name}",
+                view_params(config, swept),
+                sweep_metric(config),
+            )
+        except Exception as exc:
+            log.warning("no saved view for the sweep in the MLflow UI: %s", exc)
         info = {
             "uri": uri,
             "experiment_id": experiment_id,
@@ -154,6 +200,7 @@ class SweepCallback(Callback):
             "sweep_id": self.parent_run_id,
             "sweep_dir": str(config.hydra.sweep.dir),
             "host": socket.gethostname(),
+            "swept": swept,
         }
         try:
             (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
@@ -170,19 +217,29 @@ class SweepCallback(Callback):
             self._previous_sigterm = None
         if self.parent_run_id is None:
             return
+        parent_run_id = self.parent_run_id
         try:
             self._say_skipped()
-            self.summarize(Path(str(config.hydra.sweep.dir)))
-            self.client.set_tag(self.parent_run_id, OUTCOME_TAG, "completed")
+            comparison = self.summarize(Path(str(config.hydra.sweep.dir)))
+            self.client.set_tag(parent_run_id, OUTCOME_TAG, "completed")
             self._end_if_open("FINISHED")
         except BaseException:
             self._end_if_open("FAILED")
             raise
+        closing = self.closing(config, parent_run_id, comparison)
+        if closing:
+            print(closing, flush=True)
 
-    def summarize(self, sweep_dir: Path) -> None:
-        """What the parent run gets once the last job is done, before it ends FINISHED: nothing
-        here. The callback the config names, `nnbench.sweep_callback.SweepCallback`, logs the
-        comparison of the children (`nnbench.report`, which reads what tracking wrote)."""
+    def closing(self, config: DictConfig, parent_run_id: str, comparison) -> str | None:
+        """The lines the multirun ends with; none here (`nnbench.sweep_callback` prints the
+        outcome counts, the best run, where it is recorded and the commands that show it)."""
+        return None
+
+    def summarize(self, sweep_dir: Path):
+        """What the parent run gets once the last job is done, before it ends FINISHED, and
+        the comparison it logged: nothing here. The callback the config names,
+        `nnbench.sweep_callback.SweepCallback`, logs the comparison of the children
+        (`nnbench.report`, which reads what tracking wrote)."""
 
     def _say_skipped(self) -> None:
         """One line naming the jobs skipped as already done (whatever the launcher did with

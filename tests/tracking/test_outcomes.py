@@ -55,6 +55,11 @@ def test_divergence_is_finished_diverged_without_nonfinite_values(tmp_path):
     steps = [step for step, _ in history(client, run.info.run_id, "train/loss")]
     assert steps == list(range(1, epoch))  # the diverged epoch itself is not a number
     assert not any(key.startswith("test/") for key in values)
+    # when it diverged, as metrics at its last finite epoch: what the UI's charts can show
+    assert history(client, run.info.run_id, "diverged/epoch") == [(epoch - 1, epoch)]
+    assert history(client, run.info.run_id, "diverged/step") == [(epoch - 1, int(found[2]))]
+    # its last finite values are its last epoch's: no pre-training value at step 0
+    assert [s for s, _ in history(client, run.info.run_id, "val/loss")] == list(range(1, epoch))
     assert "nnbench.error" not in tags
     assert_none_running(client)
 

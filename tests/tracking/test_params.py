@@ -61,10 +61,20 @@ def test_flatten_dotted_keys():
     }
 
 
-def test_values_are_strings():
+def test_values_are_strings_and_unset_values_left_out():
     params, overflow = to_params({"a": None, "b": [1, 2], "c": True, "d": 0.5, "e": "s"})
-    assert params == {"a": "null", "b": "[1, 2]", "c": "True", "d": "0.5", "e": "s"}
+    assert params == {"b": "[1, 2]", "c": "True", "d": "0.5", "e": "s"}
     assert overflow == {}
+
+
+def test_log_scale_quantities_get_their_log10_beside_them():
+    tree = {"optimizer": {"lr": 0.0001, "weight_decay": 0.0}, "model": {"l2": 5e-4, "l1": 0}}
+    params, _ = to_params(tree)
+    assert params["optimizer.lr_log10"] == "-4"
+    assert params["model.l2_log10"] == "-3.301"
+    # zero has no logarithm: no param rather than a made-up value
+    assert "optimizer.weight_decay_log10" not in params and "model.l1_log10" not in params
+    assert params["optimizer.lr"] == "0.0001"
 
 
 def test_value_at_the_limit_stays_a_param():
