@@ -157,8 +157,8 @@ def part_b(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
     from nnbench import tracking
     from nnbench.cli import build, close_record, fit_and_test
     from nnbench.tracking import daemon
+    from nnbench.tracking.agent_client import AgentRecorder, prestart
     from nnbench.tracking.params import to_params
-    from nnbench.tracking.remote import AgentRecorder, prestart
 
     agents = tmp / "agents-b"
     agents.mkdir(mode=0o700)

@@ -8,10 +8,10 @@ import sys
 
 
 def main() -> None:
-    from nnbench.usage import reporting_interrupts
+    from nnbench.user_errors import reporting_interrupts
 
     with reporting_interrupts():
-        from nnbench.tracking.remote import prestart_for
+        from nnbench.tracking.agent_client import prestart_for
 
         prestart_for(sys.argv[1:])
         from nnbench.cli import main as cli_main

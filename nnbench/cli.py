@@ -2,8 +2,8 @@
 skip it when a resumed sweep already did it, else train (build the pieces, `fit` with
 progress and the run's MLflow record) or run a benchmark job, and print how it ended.
 
-Hydra's config stays in the entry layer (this module, `nnbench.config`, `nnbench.job`,
-`nnbench.usage`, `nnbench.sweep_callback`) and the sweep's parent-run callback
+Hydra's config stays in the entry layer (this module, `nnbench.config`, `nnbench.hydra_job`,
+`nnbench.user_errors`, `nnbench.sweep_callback`) and the sweep's parent-run callback
 (`nnbench.tracking.sweep`): what this module calls below it takes plain values
 (docs/design.md, "Parts and layers").
 """
@@ -24,11 +24,11 @@ from nnbench.backend import devices
 from nnbench.bench.job import run_bench_job
 from nnbench.data import load_dataset
 from nnbench.errors import BackendUnavailableError
+from nnbench.hydra_job import format_metrics, job_info, job_line, objective, skipped_line
 from nnbench.interrupt import sigterm_as_interrupt
-from nnbench.job import format_metrics, job_info, job_line, objective, skipped_line
 from nnbench.progress import make_progress
 from nnbench.tracking.names import run_name
-from nnbench.usage import exit_on_user_error, reporting_user_errors
+from nnbench.user_errors import exit_on_user_error, reporting_user_errors
 
 schema.register()
 # hydra/launcher=joblib_gpus: as many jobs at once as there are GPUs.
@@ -198,8 +198,8 @@ def open_recorder(cfg: DictConfig, job: dict, parts: dict):
     run in a multirun), or a recorder that records nothing for tracking=none."""
     if cfg.tracking.name == "none":
         return tracking.NullRecorder()
+    from nnbench.tracking.agent_client import AgentRecorder
     from nnbench.tracking.params import to_params
-    from nnbench.tracking.remote import AgentRecorder
 
     parent = job["parent"]
     uri = parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri)
@@ -293,9 +293,9 @@ def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
         uri = tracking.resolve_uri(cfg.tracking.uri)
         lines.append(f"recorded: run {run['run_id']} in {uri}")
         lines.append(f"look at it: {tracking.ui_command(uri)}")
-        from nnbench.tracking import daemon, remote
+        from nnbench.tracking import agent_client, daemon
 
-        if remote.started_agent is not None:
+        if agent_client.started_agent is not None:
             idle = daemon.idle_seconds()
             idle = f"{idle / 60:g} idle minutes" if idle >= 60 else f"{idle:g} idle seconds"
             lines.append(

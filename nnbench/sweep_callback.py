@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nnbench.tracking import resolve_uri, sweep, ui_address, ui_command, views
-from nnbench.usage import exit_on_user_error
+from nnbench.user_errors import exit_on_user_error
 
 
 class SweepCallback(sweep.SweepCallback):

@@ -27,9 +27,9 @@ ENTRY = (
     "nnbench.__main__",
     "nnbench.cli",
     "nnbench.config",
-    "nnbench.job",
+    "nnbench.hydra_job",
     "nnbench.sweep_callback",
-    "nnbench.usage",
+    "nnbench.user_errors",
 )
 
 # Below the entry layer, the one module that sees a Hydra config: the sweep's parent-run
@@ -68,12 +68,18 @@ ONLY = {
 THIRD_PARTY = {
     "cupy": ("nnbench.backend",),
     "torch": ("nnbench.bench", "nnbench.reference"),
-    "hydra": ("nnbench.cli", "nnbench.config", "nnbench.job", "nnbench.usage", HYDRA_CALLBACK),
-    "omegaconf": ("nnbench.cli", "nnbench.job", "nnbench.usage", HYDRA_CALLBACK),
+    "hydra": (
+        "nnbench.cli",
+        "nnbench.config",
+        "nnbench.hydra_job",
+        "nnbench.user_errors",
+        HYDRA_CALLBACK,
+    ),
+    "omegaconf": ("nnbench.cli", "nnbench.hydra_job", "nnbench.user_errors", HYDRA_CALLBACK),
     "mlflow": ("nnbench.tracking", "nnbench.report"),
     "matplotlib": (
         "nnbench.tracking.curves",
-        "nnbench.tracking.plots",
+        "nnbench.tracking.boundary",
         "nnbench.report.colors",
         "nnbench.report.plots",
     ),
@@ -85,7 +91,7 @@ THIRD_PARTY = {
 AT_IMPORT = {
     "numpy": (PACKAGE,),
     "hydra": ("nnbench.cli", "nnbench.config", HYDRA_CALLBACK),
-    "omegaconf": ("nnbench.cli", "nnbench.job", HYDRA_CALLBACK),
+    "omegaconf": ("nnbench.cli", "nnbench.hydra_job", HYDRA_CALLBACK),
 }
 
 

@@ -49,7 +49,7 @@ REQUEST_KEYS = ("batch_size", "optimizer", "lr", "samples", "warmup", "min_sampl
 
 def run_bench_job(settings: dict, seed: int, tracking_settings: dict, job: dict) -> float:
     """Measure ``settings["framework"]`` as the bench section ``settings`` says, record the
-    run (``tracking_settings``: the tracking section; ``job``: `nnbench.job.job_info` with
+    run (``tracking_settings``: the tracking section; ``job``: `nnbench.hydra_job.job_info` with
     the parent run and config hash of ``prepare_tracking``) and print the outcome. Returns
     the sweeper's objective: the median step time in ms, +inf when nothing was measured."""
     with sigterm_as_interrupt(), MeasureProcess(settings["framework"], settings["threads"]) as w:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from nnbench.report import colors
 from nnbench.report.runs import RunRow
-from nnbench.tracking.plots import _pyplot
 
 # How each unranked outcome is drawn at the top of a chart: marker, colour.
 UNRANKED_STYLE = {
@@ -32,6 +31,16 @@ def label(row: RunRow, params: list[str]) -> str:
 
 _floats = colors.floats
 _log_worthy = colors.log_worthy
+
+
+def _pyplot():
+    """pyplot on the Agg backend: files only, no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _mark_top(ax, x: float, marker: str, color, label, size: float = 9, width: float = 2) -> None:

@@ -58,7 +58,7 @@ def ui_address(uri: str) -> str:
 def job_tags(job: dict) -> dict[str, str]:
     """The tags every tracked job carries, whatever it runs: outcome ``running`` until it
     ends, the command-line overrides, the config hash (resumable sweeps), the sweep's id in
-    a multirun, and the git commit when known. ``job`` is `nnbench.job.job_info` completed
+    a multirun, and the git commit when known. ``job`` is `nnbench.hydra_job.job_info` completed
     by cli.prepare_tracking."""
     from nnbench.manifest import git_state
     from nnbench.tracking.resume import CONFIG_HASH_TAG

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from nnbench.manifest import environment_manifest, trainer_manifest
-from nnbench.tracking import plots
+from nnbench.tracking import boundary
 from nnbench.tracking.curves import draw_curves
 from nnbench.tracking.params import OVERFLOW_ARTIFACT
 from nnbench.weights import save_weights
 
-BOUNDARY_FILE = ".boundary.npz"  # plots.boundary_grid's arrays; drawn, then removed
+BOUNDARY_FILE = ".boundary.npz"  # boundary.boundary_grid's arrays; drawn, then removed
 # matplotlib is not thread-safe: the warm agent serves runs in threads, one drawing at a time.
 DRAWING = threading.Lock()
 
@@ -40,7 +40,7 @@ def write_run_artifacts(folder: Path, *, config_yaml, hydra_dir, overflow, run) 
     model, data = run["model"], run["data"]
     save_weights(folder / "weights.npz", model.state_dict())
     if run["result"].outcome == "completed":
-        grid = plots.boundary_grid(model, data.x_test, data.y_test)
+        grid = boundary.boundary_grid(model, data.x_test, data.y_test)
         if grid is not None:
             np.savez(folder / BOUNDARY_FILE, **grid)
 
@@ -58,15 +58,15 @@ def draw_artifacts(folder: Path, *, history: list, title: str, trainer: dict, ma
 
 def finish_artifacts(folder: Path, *, title: str) -> None:
     """Draw the decision boundary from `BOUNDARY_FILE`, if the training process left one."""
-    boundary = folder / BOUNDARY_FILE
-    if boundary.exists():
-        with np.load(boundary, allow_pickle=False) as grid:
+    grid_file = folder / BOUNDARY_FILE
+    if grid_file.exists():
+        with np.load(grid_file, allow_pickle=False) as grid:
             arrays = {k: grid[k] for k in grid.files}
         with DRAWING:
-            plots.draw_decision_boundary(
+            boundary.draw_decision_boundary(
                 **arrays, path=folder / "decision_boundary.png", title=title
             )
-        boundary.unlink()
+        grid_file.unlink()
 
 
 def log_run_artifacts(recorder, *, run, title, **kwargs) -> None:

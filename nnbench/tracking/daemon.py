@@ -234,7 +234,7 @@ class Server:
         """SIGTERM: no new connection (the socket goes first), every open run ended KILLED
         where its store answers within `STOP_WAIT_S`, then exit. A run on a store that
         hangs is left to its training process, which has it ended FAILED when it finds
-        the agent gone (`nnbench.tracking.remote.AgentRecorder`)."""
+        the agent gone (`nnbench.tracking.agent_client.AgentRecorder`)."""
         self.remove()
         with self.lock:
             agents = list(self.agents)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from nnbench.tracking.remote import AgentRecorder, AgentStopped, planned_store
+from nnbench.tracking.agent_client import AgentRecorder, AgentStopped, planned_store
 from nnbench.tracking.store import default_uri
 
 from .conftest import (

@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from nnbench.tracking import NullRecorder, Recorder
-from nnbench.tracking.remote import AgentRecorder
+from nnbench.tracking.agent_client import AgentRecorder
 from nnbench.tracking.run import RunRecorder
 
 METHODS = sorted(

@@ -138,7 +138,7 @@ def describe(exc: BaseException) -> str | None:
     unavailable = (BackendUnavailableError, DatasetUnavailableError, TrackingUnavailableError)
     if isinstance(exc, (ValueError, *unavailable)):
         return _first_line(exc)
-    from nnbench.tracking.remote import TrackingError
+    from nnbench.tracking.agent_client import TrackingError
 
     if isinstance(exc, TrackingError):
         return f"recording the run failed: {_first_line(exc)}"
@@ -187,7 +187,7 @@ def _written_path(exc: OSError) -> str:
 
 def exit_status(exc: BaseException) -> int:
     """2 for a user's mistake, 1 for a fault of the machine or the store."""
-    from nnbench.tracking.remote import AgentStopped, TrackingError
+    from nnbench.tracking.agent_client import AgentStopped, TrackingError
 
     if isinstance(exc, OSError) and exc.errno in FAULT_ERRNOS:
         return EXIT_FAULT

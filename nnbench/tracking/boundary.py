@@ -1,10 +1,8 @@
-"""PNG pictures of a run: the decision boundary for 2-D inputs (the learning curves are
-`nnbench.tracking.curves`).
-
-pyplot is set up here only (`_pyplot`, with the Agg backend: no display is needed), for this
-picture and the report's charts; the learning curves use matplotlib's renderer without
-pyplot. Like everything in nnbench, this module imports matplotlib inside its functions,
-and only the tracking agent (or the report) calls them: a training run never loads it.
+"""A run's decision-boundary picture, for 2-D inputs: the model's predicted class over the
+input plane with the points on top, drawn with pyplot on the Agg backend (no display). The
+other picture of a run, its learning curves, is `nnbench.tracking.curves`. matplotlib is
+imported inside the functions, which only the tracking agent calls: a training run never
+loads it.
 """
 
 from __future__ import annotations
