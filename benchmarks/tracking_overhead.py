@@ -14,7 +14,7 @@ median over rounds:
     the warm agent on a fresh store, by an agent that the run itself starts (the first run
     of a session), and with an agent per run (``NNBENCH_AGENT=process``).
 (b) Inside a run, in one process, with a warm agent on a real SQLite store: the steps
-    ``cli.train`` takes (wait for the run to exist, train and test with the recorder's
+    ``flow.train`` takes (wait for the run to exist, train and test with the recorder's
     ``log_epoch`` as callback, then ``close_record`` and ending the run, which waits until
     the agent has recorded everything) against training and testing with no callback and
     with the NullRecorder, on the same data, seed and initial weights. Free of the start-up
@@ -132,12 +132,12 @@ def compose(epochs: int):
 def fit_once(cfg, parts, callback) -> float:
     import nnbench as nb
 
-    data = parts["data"]
+    data = parts.data
     start = time.perf_counter()
     nb.fit(
-        parts["model"],
-        parts["loss_fn"],
-        parts["optimizer"],
+        parts.model,
+        parts.loss_fn,
+        parts.optimizer,
         (data.x_train, data.y_train),
         validation=(data.x_val, data.y_val),
         epochs=cfg.trainer.epochs,
@@ -150,13 +150,13 @@ def fit_once(cfg, parts, callback) -> float:
 
 def part_b(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
     """What tracking adds inside a run, timed in this process around the very calls
-    ``cli.train`` makes, with a warm agent (the rows after the first two are the run's
+    ``flow.train`` makes, with a warm agent (the rows after the first two are the run's
     tracking steps, whose sum is what a tracked run pays on its critical path)."""
     from omegaconf import OmegaConf
 
     from nnbench import tracking
-    from nnbench.cli import build, close_record, fit_and_test
-    from nnbench.tracking import daemon
+    from nnbench.flow import build, close_record, fit_and_test
+    from nnbench.tracking import Job, daemon
     from nnbench.tracking.agent_client import AgentRecorder, prestart
     from nnbench.tracking.params import to_params
 
@@ -166,7 +166,7 @@ def part_b(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
     cfg = compose(epochs)
     uri = f"sqlite:///{tmp / 'loop' / 'mlflow.db'}"
     params, _ = to_params(OmegaConf.to_container(cfg, resolve=True))
-    job = {"hydra_dir": None, "label": "overhead", "params_overflow": None}
+    job = Job(False, None, (), ("overhead",), {}, "", "", None)
     keys = ("no tracking", "NullRecorder", "wait for the run", "training with AgentRecorder")
     keys += ("final metrics, tags, artifacts, end",)
     times: dict[str, list[float]] = {key: [] for key in keys}
@@ -196,7 +196,7 @@ def part_b(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
 
 
 def tracked_run(cfg, parts, job, uri, params, r, recorder_class, close_record) -> dict:
-    from nnbench.cli import fit_and_test
+    from nnbench.flow import fit_and_test
 
     laps, start = {}, time.perf_counter()
     recorder = recorder_class.start(
@@ -236,7 +236,7 @@ def phase_worker(folder: Path, epochs: int) -> None:
     from omegaconf import OmegaConf
 
     cfg = compose(epochs)
-    from nnbench.cli import build, fit_and_test
+    from nnbench.flow import build, fit_and_test
 
     parts = build(cfg)
     timed("import mlflow", lambda: __import__("mlflow"))
@@ -267,14 +267,14 @@ def phase_worker(folder: Path, epochs: int) -> None:
     run = fit_and_test(cfg, parts, recorder.log_epoch)
 
     def finish():
-        test = {k: v for k, v in run["metrics"].items() if k.startswith("test/")}
-        recorder.log_metrics(test, run["result"].epochs)
-        recorder.set_tags({tracking.OUTCOME_TAG: run["result"].outcome})
+        test = {k: v for k, v in run.metrics.items() if k.startswith("test/")}
+        recorder.log_metrics(test, run.result.epochs)
+        recorder.set_tags({tracking.OUTCOME_TAG: run.result.outcome})
         recorder.flush()
 
     timed("final metrics, tags, flush", finish)
     artifacts = Path(tempfile.mkdtemp(dir=folder))
-    model = run["model"]
+    model = run.model
     timed(
         "artifact: environment.json",
         lambda: (artifacts / "environment.json").write_text(
@@ -284,7 +284,7 @@ def phase_worker(folder: Path, epochs: int) -> None:
     timed("artifact: weights.npz", lambda: save_weights(artifacts / "w.npz", model.state_dict()))
     timed(
         "artifact: curves.png",
-        lambda: draw_curves(run["result"].history, artifacts / "curves.png"),
+        lambda: draw_curves(run.result.history, artifacts / "curves.png"),
     )
     timed("upload artifacts", lambda: client.log_artifacts(recorder.run_id, str(artifacts)))
     timed("end run", lambda: recorder.end("FINISHED"))

@@ -1,310 +1,28 @@
-"""``python -m nnbench``: compose the config with Hydra, then run the job it describes:
-skip it when a resumed sweep already did it, else train (build the pieces, `fit` with
-progress and the run's MLflow record) or run a benchmark job, and print how it ended.
+"""``python -m nnbench``: Hydra composes the config, and the job it describes runs
+(`nnbench.flow.run_job`: resume, build, train, record, summarize).
 
-Hydra's config stays in the entry layer (this module, `nnbench.config`, `nnbench.hydra_job`,
-`nnbench.user_errors`, `nnbench.sweep_callback`) and the sweep's parent-run callback
-(`nnbench.tracking.sweep`): what this module calls below it takes plain values
+Hydra's config stays in the entry layer (this module, `nnbench.flow`, `nnbench.config`,
+`nnbench.hydra_job`, `nnbench.user_errors`, `nnbench.sweep_callback`) and the sweep's
+parent-run callback (`nnbench.tracking.sweep`): what they call below them takes plain values
 (docs/design.md, "Parts and layers").
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-import nnbench as nb
 from nnbench import config as schema
-from nnbench import tracking
 from nnbench.backend import devices
-from nnbench.bench.job import run_bench_job
-from nnbench.data import load_dataset
-from nnbench.errors import BackendUnavailableError
-from nnbench.hydra_job import format_metrics, job_info, job_line, objective, skipped_line
-from nnbench.interrupt import sigterm_as_interrupt
-from nnbench.progress import make_progress
-from nnbench.tracking.names import run_name
+from nnbench.flow import run_job
+from nnbench.hydra_job import job_info
 from nnbench.user_errors import exit_on_user_error, reporting_user_errors
 
 schema.register()
 # hydra/launcher=joblib_gpus: as many jobs at once as there are GPUs.
 OmegaConf.register_new_resolver("nnbench.gpus", devices.parallel_jobs, replace=True)
-
-LOSSES = {
-    "multiclass": nb.CrossEntropyLoss,
-    "binary": nb.BCEWithLogitsLoss,
-    "regression": nb.MSELoss,
-}
-SPLIT_KEYS = ("name", "val_fraction", "test_fraction")
-
-
-def build_optimizer(model, cfg: DictConfig):
-    """sgd and momentum are nb.SGD; adam is nb.Adam; adamw is nb.AdamW."""
-    if cfg.name in ("sgd", "momentum"):
-        return nb.SGD(
-            model,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-        )
-    adam = nb.AdamW if cfg.name == "adamw" else nb.Adam
-    return adam(
-        model, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
-    )
-
-
-def load(cfg: DictConfig, seed: int):
-    """The dataset named by ``cfg.name`` with the options that are set; errors name the
-    config key (``dataset.path``), as the user typed it."""
-    options = {key: value for key, value in cfg.items() if key not in SPLIT_KEYS}
-    options = {key: value for key, value in options.items() if value is not None}
-    try:
-        return load_dataset(
-            cfg.name,
-            seed=seed,
-            val_fraction=cfg.val_fraction,
-            test_fraction=cfg.test_fraction,
-            **options,
-        )
-    except ValueError as exc:
-        what = str(exc).removeprefix("Invalid ").split(":")[0]
-        if what in cfg:
-            message = str(exc).replace("Invalid ", "Invalid dataset.", 1)
-            raise ValueError(message.replace(f" {what}=", f" dataset.{what}=")) from exc
-        raise
-
-
-def build(cfg: DictConfig) -> dict:
-    """Dataset, backend, model, loss and optimizer, from a checked config."""
-    data = load(cfg.dataset, cfg.seed)
-    backend = nb.get_backend(cfg.backend.name, cfg.backend.dtype, tf32=cfg.backend.tf32)
-    model = nb.MLP(
-        in_features=data.n_features,
-        hidden=list(cfg.model.hidden),
-        out_features=data.n_outputs,
-        activation=cfg.model.activation,
-        dropout=cfg.model.dropout,
-        batchnorm=cfg.model.batchnorm,
-        l1=cfg.model.l1,
-        l2=cfg.model.l2,
-        seed=cfg.seed,
-        backend=backend,
-    )
-    loss_fn = LOSSES[data.task]()
-    optimizer = build_optimizer(model, cfg.optimizer)
-    return {
-        "data": data,
-        "backend": backend,
-        "model": model,
-        "loss_fn": loss_fn,
-        "optimizer": optimizer,
-    }
-
-
-def fit_and_test(cfg: DictConfig, parts: dict, on_epoch, before: bool = False) -> dict:
-    """Train, then evaluate on the test split unless training diverged. With ``before``,
-    the validation scores of the untrained network come first (``initial``): the last
-    finite values of a run that diverges in its first epoch."""
-    data, model, loss_fn = parts["data"], parts["model"], parts["loss_fn"]
-    initial = {}
-    if before:
-        scores = nb.evaluate(model, loss_fn, data.x_val, data.y_val)
-        initial = {f"val/{key}": value for key, value in scores.items()}
-    start = time.perf_counter()
-    result = nb.fit(
-        model,
-        loss_fn,
-        parts["optimizer"],
-        (data.x_train, data.y_train),
-        validation=(data.x_val, data.y_val),
-        epochs=cfg.trainer.epochs,
-        batch_size=cfg.trainer.batch_size,
-        seed=cfg.seed,
-        patience=cfg.trainer.patience,
-        min_delta=cfg.trainer.min_delta,
-        callback=on_epoch,
-        cuda_graph=cfg.trainer.cuda_graph,
-    )
-    final = dict(result.history[-1]) if result.history else {}
-    if result.outcome == "completed":
-        test = nb.evaluate(model, loss_fn, data.x_test, data.y_test)
-        if data.task == "regression":
-            final["test/mse"] = test["loss"]
-        else:
-            final["test/loss"], final["test/acc"] = test["loss"], test["acc"]
-    seconds = time.perf_counter() - start
-    return {**parts, "result": result, "metrics": final, "seconds": seconds, "initial": initial}
-
-
-def train(cfg: DictConfig, job: dict) -> dict:
-    """Check the config, build the pieces, train with progress and tracking. ``job`` is
-    `job_info` completed by `prepare_tracking`."""
-    schema.check(cfg)
-    if job["multirun"]:  # job n of a cupy sweep on GPU n mod <GPUs>
-        devices.use_job_gpu(cfg.backend.name, job["num"])
-    parts = build(cfg)
-    progress = make_progress(cfg.trainer.progress, cfg.trainer.epochs, job["multirun"])
-    with sigterm_as_interrupt():  # from the run's creation on, SIGTERM ends it KILLED
-        recorder = open_recorder(cfg, job, parts)
-        # Train only once the run exists: a store that does not work stops us now, and the
-        # tracking agent, done starting up, leaves the cores to the training it times.
-        _ = recorder.run_id
-
-        def on_epoch(record):
-            progress(record)
-            recorder.log_epoch(record)
-
-        with tracking.recording(recorder):
-            try:
-                run = fit_and_test(cfg, parts, on_epoch, before=cfg.tracking.name != "none")
-            finally:
-                progress.close()
-            close_record(cfg, job, recorder, run)
-    return {**run, "run_id": recorder.run_id}
-
-
-def prepare_tracking(cfg: DictConfig, job: dict) -> None:
-    """The config hash every tracked run carries and, in a tracked multirun, the sweep's
-    parent run (nnbench.tracking.sweep.find_parent), added to ``job``."""
-    from nnbench.tracking.resume import config_hash
-
-    job["config_hash"] = config_hash(OmegaConf.to_container(cfg, resolve=True))
-    job["parent"] = None
-    if cfg.tracking.name == "mlflow" and job["multirun"]:
-        from nnbench.tracking.sweep import find_parent
-
-        experiment = tracking.experiment_name(cfg.tracking.experiment, job["choices"])
-        job["parent"] = find_parent(job["sweep_dir"], cfg.tracking.uri, experiment)
-
-
-def earlier_run(cfg: DictConfig, job: dict):
-    """The MLflow run that already did this multirun job with the same config, or None
-    when the job must run (a single run, tracking off, tracking.resume=false)."""
-    if job["parent"] is None or not cfg.tracking.resume:
-        return None
-    from nnbench.tracking import resume
-
-    client = tracking.store.client(job["parent"]["uri"])
-    return resume.reuse(client, job["parent"], job["config_hash"], job["num"])
-
-
-def open_recorder(cfg: DictConfig, job: dict, parts: dict):
-    """The run's recorder: MLflow, through the tracking agent (a child of the sweep's parent
-    run in a multirun), or a recorder that records nothing for tracking=none."""
-    if cfg.tracking.name == "none":
-        return tracking.NullRecorder()
-    from nnbench.tracking.agent_client import AgentRecorder
-    from nnbench.tracking.params import to_params
-
-    parent = job["parent"]
-    uri = parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri)
-    backend = parts.get("backend")
-    # A server that is down, a store file that is not a database or a folder that cannot
-    # be written: one line now, before training, not minutes of MLflow's retries later.
-    if tracking.store.is_server(uri):
-        tracking.store.check_server(uri)
-    else:
-        tracking.store.check_store(uri)
-    params, job["params_overflow"] = to_params(OmegaConf.to_container(cfg, resolve=True))
-    tags = {
-        "nnbench.backend": backend.name if backend else cfg.backend.name,
-        "nnbench.device": backend.device if backend else "unavailable",
-        "nnbench.dtype": backend.dtype_name if backend else cfg.backend.dtype,
-        "nnbench.dataset": cfg.dataset.name,
-        **tracking.job_tags(job),
-    }
-    return AgentRecorder.start(
-        uri=uri,
-        experiment=tracking.experiment_name(cfg.tracking.experiment, job["choices"]),
-        run_name=run_name(job["changed"], (parent or {}).get("swept")),
-        params=params,
-        tags=tags,
-        parent=parent,
-    )
-
-
-def record_unavailable(cfg: DictConfig, job: dict, reason: str) -> float:
-    """A multirun job whose backend cannot run on this machine: its run ends FAILED with
-    the reason, its line says why, and the sweep goes on with its other jobs (a single run
-    is a user mistake instead: one line, exit status 2)."""
-    from nnbench.bench.job import UNAVAILABLE, record_unavailable
-
-    if cfg.tracking.name != "none":
-        with sigterm_as_interrupt():
-            record_unavailable(open_recorder(cfg, job, {}), reason)
-    print(f"[job {job['num']}] {job['label']}: {UNAVAILABLE}: {reason}", flush=True)
-    return math.inf
-
-
-def close_record(cfg: DictConfig, job: dict, recorder, run: dict) -> None:
-    """Final metrics, the outcome, and the artifacts."""
-    result = run["result"]
-    recorder.log_metrics(
-        {k: v for k, v in run["metrics"].items() if k.startswith("test/")}, result.epochs
-    )
-    tags = {tracking.OUTCOME_TAG: result.outcome}
-    if result.diverged_at is not None:
-        tags["nnbench.diverged_at"] = result.message.removeprefix("diverged at ")
-        recorder.log_metrics(diverged_metrics(result, run.get("initial") or {}), result.epochs)
-    recorder.set_tags(tags)
-    if cfg.tracking.name == "none":
-        return
-    from nnbench.tracking.artifacts import log_run_artifacts
-
-    log_run_artifacts(
-        recorder,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-        hydra_dir=job["hydra_dir"],
-        overflow=job.get("params_overflow"),
-        run=run,
-        title=job["label"],
-    )
-
-
-def diverged_metrics(result, initial: dict) -> dict:
-    """What a diverged run shows in the UI's comparisons, at the step of its last finite
-    epoch: when it diverged (``diverged/epoch``, ``diverged/step`` within that epoch) and,
-    when it diverged in its first epoch, the validation scores it had before training (its
-    only finite ones; later epochs' scores are logged already)."""
-    epoch, step = result.diverged_at
-    metrics = {"diverged/epoch": epoch, "diverged/step": step}
-    return {**metrics, **(initial if result.epochs == 0 else {})}
-
-
-def summary(cfg: DictConfig, run: dict, output_dir: str) -> str:
-    result, model, backend = run["result"], run["model"], run["backend"]
-    sizes = "-".join(str(s) for s in [model.in_features, *model.hidden, model.out_features])
-    lines = [
-        f"nnbench: {cfg.dataset.name}, MLP {sizes} {model.activation}, "
-        f"{cfg.optimizer.name} lr={cfg.optimizer.lr}, {backend.name} {backend.dtype_name} "
-        f"({backend.device})",
-        f"{result.message} in {run['seconds']:.2f} s",
-    ]
-    if run["metrics"]:
-        lines.append("  " + format_metrics(run["metrics"]))
-    if cfg.tracking.name == "none":
-        lines.append("not recorded (tracking=none)")
-    else:
-        uri = tracking.resolve_uri(cfg.tracking.uri)
-        lines.append(f"recorded: run {run['run_id']} in {uri}")
-        lines.append(f"look at it: {tracking.ui_command(uri)}")
-        from nnbench.tracking import agent_client, daemon
-
-        if agent_client.started_agent is not None:
-            idle = daemon.idle_seconds()
-            idle = f"{idle / 60:g} idle minutes" if idle >= 60 else f"{idle:g} idle seconds"
-            lines.append(
-                f"tracking agent: started in the background for the next runs; it stops after"
-                f" {idle} (now: python -m nnbench.tracking.daemon --stop)"
-            )
-    lines.append(f"outputs: {output_dir}")
-    return "\n".join(lines)
-
 
 QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")
 
@@ -313,30 +31,8 @@ QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")
 def _hydra_main(cfg: DictConfig) -> float:
     for name in QUIET_LOGGERS:  # their INFO chatter is not the user's business
         logging.getLogger(name).setLevel(logging.WARNING)
-    job = job_info()
     with exit_on_user_error():
-        schema.check(cfg)
-        prepare_tracking(cfg, job)
-        done = earlier_run(cfg, job)
-        if done is None and cfg.bench is not None:  # a benchmark job instead of training
-            tracked = OmegaConf.to_container(cfg.tracking, resolve=True)
-            return run_bench_job(OmegaConf.to_container(cfg.bench), cfg.seed, tracked, job)
-        if done is None:
-            try:
-                run = train(cfg, job)
-            except BackendUnavailableError as exc:
-                if not job["multirun"]:
-                    raise
-                return record_unavailable(cfg, job, str(exc))
-    if done is not None:  # resumed sweep: the earlier run stands for this job
-        outcome = done.data.tags[tracking.OUTCOME_TAG]
-        print(skipped_line(job, outcome, done.info.run_id), flush=True)
-        return objective(outcome, done.data.metrics)
-    if job["multirun"]:
-        print(job_line(job, run), flush=True)
-    else:
-        print(summary(cfg, run, job["output_dir"]), flush=True)
-    return objective(run["result"].outcome, run["metrics"])
+        return run_job(cfg, job_info())
 
 
 def main() -> None:

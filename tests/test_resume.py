@@ -18,7 +18,9 @@ import hashlib
 import re
 
 import pytest
+from omegaconf import OmegaConf
 
+from nnbench.tracking import Job
 from nnbench.tracking.resume import config_hash
 from tests.sweep_helpers import children_of, client_for, nnbench, parents
 
@@ -126,24 +128,29 @@ def job_cfg(*overrides: str):
 NOWHERE = {"uri": "sqlite:////nonexistent/mlflow.db", "experiment_id": "1", "parent_run_id": "p"}
 
 
+def _job(**fields) -> Job:
+    values = {"multirun": True, "num": 0, "overrides": (), "changed": (), "choices": {}}
+    values.update(sweep_dir="nowhere", output_dir="nowhere", hydra_dir=None)
+    return Job(**{**values, **fields})
+
+
 def test_resume_false_forces_a_rerun():
-    from nnbench import cli
+    from nnbench import flow
 
     cfg = job_cfg("tracking.resume=false")
-    assert cli.earlier_run(cfg, {"parent": NOWHERE, "config_hash": "h", "num": 0}) is None
+    assert flow.earlier_run(cfg, _job(parent=NOWHERE, config_hash="h")) is None
 
 
 def test_single_run_always_runs():
     """A single run has no sweep parent: nothing is looked up, it trains."""
-    from nnbench import cli
+    from nnbench import flow
 
     cfg = job_cfg()
-    job = {"multirun": False, "sweep_dir": "nowhere", "choices": {}}
-    cli.prepare_tracking(cfg, job)
-    assert job["parent"] is None
-    assert cli.earlier_run(cfg, job) is None
-    assert job["config_hash"] == config_hash(
-        cli.OmegaConf.to_container(cfg, resolve=True)
+    job = flow.prepare_tracking(cfg, _job(multirun=False, num=None))
+    assert job.parent is None
+    assert flow.earlier_run(cfg, job) is None
+    assert job.config_hash == config_hash(
+        OmegaConf.to_container(cfg, resolve=True)
     )  # recorded on the run all the same
 
 

@@ -40,6 +40,7 @@ from nnbench.bench.track import split_result
 from nnbench.errors import BackendUnavailableError
 from nnbench.interrupt import sigterm_as_interrupt
 from nnbench.machine import THREAD_VARIABLES, cpu_model
+from nnbench.tracking.job import Job
 from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG, close
 
 UNAVAILABLE = "unavailable"  # how the job's console line starts when nothing could run
@@ -47,13 +48,13 @@ UNAVAILABLE_ERROR = "unavailable here: "  # how the run's nnbench.error starts t
 REQUEST_KEYS = ("batch_size", "optimizer", "lr", "samples", "warmup", "min_sample_s", "floor")
 
 
-def run_bench_job(settings: dict, seed: int, tracking_settings: dict, job: dict) -> float:
+def run_bench_job(settings: dict, seed: int, tracking_settings: dict, job: Job) -> float:
     """Measure ``settings["framework"]`` as the bench section ``settings`` says, record the
-    run (``tracking_settings``: the tracking section; ``job``: `nnbench.hydra_job.job_info` with
-    the parent run and config hash of ``prepare_tracking``) and print the outcome. Returns
+    run (``tracking_settings``: the tracking section; ``job`` with its parent run and config
+    hash, `nnbench.flow.prepare_tracking`) and print the outcome. Returns
     the sweeper's objective: the median step time in ms, +inf when nothing was measured."""
     with sigterm_as_interrupt(), MeasureProcess(settings["framework"], settings["threads"]) as w:
-        if w.unavailable and not job["multirun"]:
+        if w.unavailable and not job.multirun:
             raise BackendUnavailableError(w.unavailable)
         recorder = open_recorder(settings, seed, tracking_settings, job, w.env)
         result = None
@@ -63,8 +64,8 @@ def run_bench_job(settings: dict, seed: int, tracking_settings: dict, job: dict)
             with tracking.recording(recorder):
                 result = w.request(bench_request(settings, seed))
                 record(recorder, result)
-    if job["multirun"]:
-        line = f"[job {job['num']}] {job['label']}: {outcome_text(result, w.unavailable)}"
+    if job.multirun:
+        line = f"[job {job.num}] {job.label}: {outcome_text(result, w.unavailable)}"
         print(line, flush=True)
     else:
         print(summary(settings, result, recorder.run_id, tracking_settings), flush=True)
@@ -84,14 +85,14 @@ def run_name(settings: dict) -> str:
     return name + (f" threads={settings['threads']}" if settings["threads"] else "")
 
 
-def open_recorder(settings: dict, seed: int, tracking_settings: dict, job: dict, env: dict):
+def open_recorder(settings: dict, seed: int, tracking_settings: dict, job: Job, env: dict):
     """The job's run (a child of the sweep's parent run in a multirun), RUNNING until the
     measurement is recorded; a recorder that records nothing for tracking=none."""
     if tracking_settings["name"] == "none":
         return tracking.NullRecorder()
     from nnbench.tracking.params import to_params
 
-    parent = job["parent"]
+    parent = job.parent
     params, _ = to_params({"bench": settings, "seed": seed})
     machine = {f"nnbench.env.{k}": v for k, v in env.items() if v not in (None, "")}
     tags = {
@@ -103,7 +104,7 @@ def open_recorder(settings: dict, seed: int, tracking_settings: dict, job: dict,
     }
     return tracking.start_run(
         uri=parent["uri"] if parent else tracking.resolve_uri(tracking_settings["uri"]),
-        experiment=tracking.experiment_name(tracking_settings["experiment"], job["choices"]),
+        experiment=tracking.experiment_name(tracking_settings["experiment"], job.choices),
         run_name=run_name(settings),
         params=params,
         tags={key: str(value) for key, value in tags.items()},

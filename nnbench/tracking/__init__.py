@@ -11,6 +11,7 @@ it back (docs/design.md, "Parts and layers").
 from __future__ import annotations
 
 from nnbench.tracking import store
+from nnbench.tracking.job import Job
 from nnbench.tracking.recorder import NullRecorder, Recorder
 from nnbench.tracking.run import OUTCOME_TAG, RunRecorder, recording
 from nnbench.tracking.store import resolve_uri
@@ -21,6 +22,7 @@ __all__ = [
     "Recorder",
     "RunRecorder",
     "experiment_name",
+    "Job",
     "job_tags",
     "recording",
     "resolve_uri",
@@ -55,21 +57,21 @@ def ui_address(uri: str) -> str:
     return uri.rstrip("/") if store.is_server(uri) else "http://127.0.0.1:5000"
 
 
-def job_tags(job: dict) -> dict[str, str]:
+def job_tags(job: Job) -> dict[str, str]:
     """The tags every tracked job carries, whatever it runs: outcome ``running`` until it
     ends, the command-line overrides, the config hash (resumable sweeps), the sweep's id in
-    a multirun, and the git commit when known. ``job`` is `nnbench.hydra_job.job_info` completed
-    by cli.prepare_tracking."""
+    a multirun, and the git commit when known (``job``: with its parent run and config hash,
+    `nnbench.flow.prepare_tracking`)."""
     from nnbench.manifest import git_state
     from nnbench.tracking.resume import CONFIG_HASH_TAG
 
     tags = {
         OUTCOME_TAG: "running",
-        "nnbench.overrides": " ".join(job["overrides"]),
-        CONFIG_HASH_TAG: job["config_hash"],
+        "nnbench.overrides": " ".join(job.overrides),
+        CONFIG_HASH_TAG: job.config_hash,
     }
-    if job["parent"] is not None:
-        tags["nnbench.sweep"] = job["parent"]["sweep_id"]
+    if job.parent is not None:
+        tags["nnbench.sweep"] = job.parent["sweep_id"]
     commit = git_state().get("commit")
     if commit:
         tags["mlflow.source.git.commit"] = commit

@@ -3,9 +3,10 @@
 `AgentRecorder` has the recorder's interface (`log_epoch`, `log_metrics`, `set_tags`,
 `flush`, `end`, `run_id`) and turns each call into a command for the agent, which does the
 MLflow work in its own process. Sending a command costs microseconds; nothing here waits for
-the agent except `run_id` (the run exists: cli.train asks before it trains) and `end`. So the
-agent's start-up (importing MLflow and matplotlib, opening the store) overlaps the training
-process's own start-up (Hydra, the data), and the training itself shares no core with it.
+the agent except `run_id` (the run exists: `nnbench.flow.train` asks before it trains) and
+`end`. So the agent's start-up (importing MLflow and matplotlib, opening the store)
+overlaps the training process's own start-up (Hydra, the data), and the training itself
+shares no core with it.
 
 One agent serves a process (a multirun's jobs in one process share it); `prestart` starts it
 as early as possible, before the config is even composed.

@@ -30,16 +30,16 @@ DRAWING = threading.Lock()
 
 
 def write_run_artifacts(folder: Path, *, config_yaml, hydra_dir, overflow, run) -> None:
-    """Fill ``folder`` with the training process's artifacts (``run`` is what cli.train
-    returns)."""
+    """Fill ``folder`` with the training process's artifacts (``run``: a
+    `nnbench.flow.RunResult`)."""
     (folder / "config.yaml").write_text(config_yaml)
     if hydra_dir is not None and Path(hydra_dir).is_dir():
         shutil.copytree(hydra_dir, folder / ".hydra")
     if overflow:
         (folder / OVERFLOW_ARTIFACT).write_text(json.dumps(overflow, indent=1))
-    model, data = run["model"], run["data"]
+    model, data = run.model, run.data
     save_weights(folder / "weights.npz", model.state_dict())
-    if run["result"].outcome == "completed":
+    if run.result.outcome == "completed":
         grid = boundary.boundary_grid(model, data.x_test, data.y_test)
         if grid is not None:
             np.savez(folder / BOUNDARY_FILE, **grid)
@@ -77,9 +77,9 @@ def log_run_artifacts(recorder, *, run, title, **kwargs) -> None:
     try:
         recorder.draw_artifacts(
             folder,
-            history=run["result"].history,
+            history=run.result.history,
             title=title,
-            trainer=trainer_manifest(run["model"].backend),
+            trainer=trainer_manifest(run.model.backend),
         )
         write_run_artifacts(folder, run=run, **kwargs)
         recorder.log_artifacts(folder, title=title)
