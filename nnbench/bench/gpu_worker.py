@@ -2,8 +2,8 @@
 
     python -m nnbench.bench.gpu_worker {nnbench-cupy,torch-cuda,nnbench-numpy} [--tf32] [--cpu]
 
-The protocol is `nnbench.bench.worker`'s: a ``{"ready": true, "env": ...}`` line (or
-``{"unavailable": "<why>"}`` and exit), then one JSON line per request:
+It speaks `nnbench.bench.protocol` (a worker that cannot run here announces itself
+``unavailable``), with one request:
 ``{"op": "step", "variant": v, "sizes": [...], "batch_size": B, "optimizer": "sgd",
 "samples": k, "warmup": w, "min_sample_s": s, "floor": bool}`` -> ``{"step_ms": [...],
 "steps_per_sample": n, "floor_ms": [...]?, "note": "..."?, "memory": {...}?}``.
@@ -27,7 +27,6 @@ on the CPU (no graph). Imports neither Hydra nor MLflow.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
@@ -234,15 +233,14 @@ def main(argv=None) -> int:
     parser.add_argument("--tf32", action="store_true")
     parser.add_argument("--cpu", action="store_true", help="a dry run without a GPU")
     args = parser.parse_args(argv)
-    try:
-        worker = GpuWorker(args.framework, args.tf32, args.cpu)
-    except Exception as exc:  # no CuPy, no GPU, no torch: the controller reports why
-        print(json.dumps({"unavailable": f"{type(exc).__name__}: {exc}"}), flush=True)
-        return 0
-    from nnbench.bench.worker import serve
+    from nnbench.bench.protocol import run
 
-    serve(worker)
-    return 0
+    # No CuPy, no GPU, no torch: any failure to start is announced, and the table says why.
+    return run(
+        lambda: GpuWorker(args.framework, args.tf32, args.cpu),
+        unavailable=(Exception,),
+        describe=lambda exc: f"{type(exc).__name__}: {exc}",
+    )
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 
     python -m nnbench.bench.measure nnbench-numpy --threads 1
 
-It speaks the protocol of `nnbench.bench.worker` (a ``{"ready": true, "env": ...}`` line,
-then one JSON response per request line) with one more request, ``{"op": "bench",
+It speaks `nnbench.bench.protocol` with the requests of `nnbench.bench.worker` and one
+more, ``{"op": "bench",
 "sizes": [...], "batch_size": B, "optimizer": "sgd", "lr": null, "seed": 0, "samples": k,
 "warmup": w, "min_sample_s": s, "floor": true}``, answered with a flat result: the keys of
 `nnbench.bench.RESULT_KEYS` (what this framework does not measure is null) and the machine
-as ``env.*`` keys. A framework that cannot run here answers its first line with
-``{"unavailable": "<why>"}`` instead and exits with status 0.
+as ``env.*`` keys. A framework that cannot run here announces itself ``unavailable``.
 
 The frameworks (`FRAMEWORKS`), all float32 with ReLU and softmax cross-entropy:
 
@@ -24,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 
 from nnbench.bench.memory import peak_host_mb
-from nnbench.bench.worker import Worker, serve
+from nnbench.bench.protocol import run
+from nnbench.bench.worker import Worker
 from nnbench.errors import BackendUnavailableError
 
 # name -> (the worker's framework, where it runs)
@@ -170,13 +169,8 @@ def main(argv=None) -> int:
     parser.add_argument("framework", choices=list(FRAMEWORKS))
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    try:
-        worker = BenchWorker(args.framework, args.threads)
-    except (BackendUnavailableError, ImportError) as exc:
-        print(json.dumps({"unavailable": str(exc)}), flush=True)
-        return 0
-    serve(worker)
-    return 0
+    unavailable = (BackendUnavailableError, ImportError)
+    return run(lambda: BenchWorker(args.framework, args.threads), unavailable)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,5 @@
-"""A benchmark worker seen from the process that drives it.
-
-The workers (`nnbench.bench.worker`, `nnbench.bench.measure`, `nnbench.bench.gpu_worker`)
-are child Python processes that speak one JSON object a line: the first line announces the
-worker (its environment, or why it cannot run here), then one answer line per request.
+"""A benchmark worker seen from the process that drives it: a child Python process that
+speaks `nnbench.bench.protocol` (its announcement first, then one answer line per request).
 """
 
 from __future__ import annotations

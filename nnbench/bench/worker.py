@@ -7,8 +7,7 @@ and PyTorch's OpenMP in one process slow each other down badly on a small machin
 long-lived worker lets a controller interleave frameworks round by round (A B A B ...)
 without paying imports each time. Thread pools are limited after every import.
 
-Protocol, one JSON object per line: the worker first prints ``{"ready": true, "env": ...}``;
-then for each request line it prints one response line.
+It speaks `nnbench.bench.protocol`, with these requests:
 
 - ``{"op": "step", "sizes": [...], "batch_size": B, "optimizer": "sgd", "samples": k,
   "warmup": w, "min_sample_s": s, "floor": bool}`` -> ``{"step_ms": [...],
@@ -16,18 +15,17 @@ then for each request line it prints one response line.
 - ``{"op": "target", "sizes": [...], "data": "<file.npz>", "accuracy": a,
   "batch_size": B, "optimizer": name, "lr": lr, "max_epochs": e, "seed": s}`` ->
   ``{"time_to_target_s": t, "epochs_to_target": e or null, "target_acc": a}``.
-- ``{"op": "exit"}`` ends the worker. Errors come back as ``{"error": "..."}``.
+- ``{"op": "env"}`` -> ``{"env": ...}``, the machine as it is now.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-import traceback
 
 import numpy as np
+
+from nnbench.bench.protocol import run
 
 FRAMEWORKS = ("nnbench", "torch", "sklearn")
 
@@ -173,27 +171,12 @@ class _Timed:
         return self.step()
 
 
-def serve(worker: Worker, stdin=sys.stdin, stdout=sys.stdout) -> None:
-    print(json.dumps({"ready": True, "env": worker.environment()}), file=stdout, flush=True)
-    for line in stdin:
-        if not line.strip():
-            continue
-        request = json.loads(line)
-        if request.get("op") == "exit":
-            break
-        try:
-            response = worker.handle(request)
-        except Exception as exc:  # reported to the controller, which decides
-            response = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
-        print(json.dumps(response), file=stdout, flush=True)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("framework", choices=FRAMEWORKS)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    serve(Worker(args.framework, args.threads))
+    run(lambda: Worker(args.framework, args.threads))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 
-from nnbench.bench.worker import Worker, serve
+from nnbench.bench.protocol import serve
+from nnbench.bench.worker import Worker
 
 STEP = {
     "op": "step",
