@@ -62,6 +62,15 @@ def pytest_report_header(config):
     return "backend matrix: " + "; ".join(parts)
 
 
+@pytest.fixture
+def agents(tmp_path):
+    """A folder of this test's own for warm agents, emptied of live ones afterwards."""
+    folder = tmp_path / "agents"
+    folder.mkdir(mode=0o700)
+    yield folder
+    stop(folder)
+
+
 @pytest.fixture(params=BACKEND_NAMES)
 def backend_name(request) -> str:
     return request.param

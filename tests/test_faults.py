@@ -86,15 +86,6 @@ class Program:
             self.proc.wait()
 
 
-@pytest.fixture
-def agents(tmp_path):
-    """A folder of this test's own for warm agents, emptied of live ones afterwards."""
-    folder = tmp_path / "agents"
-    folder.mkdir(mode=0o700)
-    yield folder
-    daemon.stop(folder)
-
-
 def one_line_or_none(program: Program) -> str | None:
     """stderr, checked to be at most one line and no traceback; that line, or None."""
     text = program.stderr() + program.stdout()

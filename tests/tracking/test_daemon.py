@@ -27,15 +27,6 @@ from .test_outcomes import LONG, first_run_with_epochs
 QUICK = ("dataset=moons", "trainer.epochs=2")
 
 
-@pytest.fixture
-def agents(tmp_path):
-    """A folder of this test's own for warm agents, emptied of live ones afterwards."""
-    folder = tmp_path / "agents"
-    folder.mkdir(mode=0o700)
-    yield folder
-    daemon.stop(folder)
-
-
 def env_for(cwd, agents, **extra) -> dict:
     env = sweep_env(cwd)
     env["NNBENCH_AGENT_DIR"] = str(agents)
