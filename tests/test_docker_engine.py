@@ -189,8 +189,9 @@ def _sweep_runs(client, experiment: str):
 
 def _check_every_epoch(client, children, printed: dict[float, str], epochs: int) -> None:
     """Each child FINISHED with every epoch it trained: 1..epochs when it completed, the ones
-    before its divergence when it diverged; a completed child's last val/loss is the one
-    its job printed."""
+    before its divergence when it diverged (and one that diverged in its first epoch keeps
+    the validation loss it had before training, at step 0); a completed child's last
+    val/loss is the one its job printed."""
     for child in children:
         lr = float(child.data.params["optimizer.lr"])
         outcome = child.data.tags["nnbench.outcome"]
@@ -198,11 +199,13 @@ def _check_every_epoch(client, children, printed: dict[float, str], epochs: int)
         assert outcome in ("completed", "diverged"), (lr, outcome)
         if outcome == "diverged":
             last = int(child.data.tags["nnbench.diverged_at"].split()[1].rstrip(","))
-            expected = list(range(1, last))
+            expected = {"train/loss": list(range(1, last)), "val/loss": list(range(1, last))}
+            if last == 1:
+                expected["val/loss"] = [0]
         else:
-            expected = list(range(1, epochs + 1))
-        for key in ("train/loss", "val/loss"):
-            assert _steps(client, child.info.run_id, key) == expected, (lr, key)
+            expected = dict.fromkeys(("train/loss", "val/loss"), list(range(1, epochs + 1)))
+        for key, steps in expected.items():
+            assert _steps(client, child.info.run_id, key) == steps, (lr, key)
         if outcome == "completed":
             history = client.get_metric_history(child.info.run_id, "val/loss")
             last_value = max(history, key=lambda m: m.step).value
