@@ -155,7 +155,8 @@ def part_b(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
     from omegaconf import OmegaConf
 
     from nnbench import tracking
-    from nnbench.flow import build, close_record, fit_and_test
+    from nnbench.flow import close_record, fit_and_test
+    from nnbench.parts import build
     from nnbench.tracking import Job, daemon
     from nnbench.tracking.agent_client import AgentRecorder, prestart
     from nnbench.tracking.params import to_params
@@ -236,7 +237,8 @@ def phase_worker(folder: Path, epochs: int) -> None:
     from omegaconf import OmegaConf
 
     cfg = compose(epochs)
-    from nnbench.flow import build, fit_and_test
+    from nnbench.flow import fit_and_test
+    from nnbench.parts import build
 
     parts = build(cfg)
     timed("import mlflow", lambda: __import__("mlflow"))

@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 import nnbench as nb
-from nnbench import config, flow
+from nnbench import config, parts
 from nnbench.data.registry import DATASETS, dataset_options
 
 CONF = Path(nnbench.conf.__file__).parent
@@ -104,7 +104,7 @@ def test_dataset_option_sets_only_options_its_loader_takes(option):
 )
 def test_dataset_option_loads(option):
     """The datasets that need no files load with the options their yaml sets."""
-    data = flow.load(compose_cfg(f"dataset={option}").dataset, seed=0)
+    data = parts.load(compose_cfg(f"dataset={option}").dataset, seed=0)
     assert len(data.x_train) > 0 and len(data.x_test) > 0
     assert data.x_train.shape[1] == data.n_features
 
@@ -138,7 +138,7 @@ def test_optimizer_option_builds_the_documented_optimizer(option):
     expected = dict(OPTIMIZERS[option])
     cfg = compose_cfg(f"optimizer={option}")
     model = nb.MLP(3, [4], 2, seed=0, backend=nb.get_backend("numpy", "float64"))
-    optimizer = flow.build_optimizer(model, cfg.optimizer)
+    optimizer = parts.build_optimizer(model, cfg.optimizer)
     assert type(optimizer) is expected.pop("cls")
     for attribute, value in expected.items():
         assert getattr(optimizer, attribute) == pytest.approx(value), attribute

@@ -29,6 +29,7 @@ ENTRY = (
     "nnbench.config",
     "nnbench.flow",
     "nnbench.hydra_job",
+    "nnbench.parts",
     "nnbench.sweep_callback",
     "nnbench.user_errors",
 )
@@ -80,6 +81,7 @@ THIRD_PARTY = {
         "nnbench.cli",
         "nnbench.flow",
         "nnbench.hydra_job",
+        "nnbench.parts",
         "nnbench.user_errors",
         HYDRA_CALLBACK,
     ),
@@ -98,7 +100,13 @@ THIRD_PARTY = {
 AT_IMPORT = {
     "numpy": (PACKAGE,),
     "hydra": ("nnbench.cli", "nnbench.config", HYDRA_CALLBACK),
-    "omegaconf": ("nnbench.cli", "nnbench.flow", "nnbench.hydra_job", HYDRA_CALLBACK),
+    "omegaconf": (
+        "nnbench.cli",
+        "nnbench.flow",
+        "nnbench.hydra_job",
+        "nnbench.parts",
+        HYDRA_CALLBACK,
+    ),
 }
 
 
