@@ -129,25 +129,6 @@ def compose(epochs: int):
         return hydra_compose("config", overrides=[f"trainer.epochs={epochs}", *DIGITS_ARGS])
 
 
-def fit_once(cfg, parts, callback) -> float:
-    import nnbench as nb
-
-    data = parts.data
-    start = time.perf_counter()
-    nb.fit(
-        parts.model,
-        parts.loss_fn,
-        parts.optimizer,
-        (data.x_train, data.y_train),
-        validation=(data.x_val, data.y_val),
-        epochs=cfg.trainer.epochs,
-        batch_size=cfg.trainer.batch_size,
-        seed=cfg.seed,
-        callback=callback,
-    )
-    return time.perf_counter() - start
-
-
 def part_b(rounds: int, epochs: int, tmp: Path) -> dict[str, list[float]]:
     """What tracking adds inside a run, timed in this process around the very calls
     ``flow.train`` makes, with a warm agent (the rows after the first two are the run's
