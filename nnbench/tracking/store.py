@@ -30,7 +30,9 @@ HTTP_DEFAULTS = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 HEALTH_TIMEOUT_S = 5.0
-# The experiment kind that opens on the runs table ("Model training") in the MLflow UI.
+# The experiment kind MLflow 3 records for a model-training experiment. The 3.17 UI itself
+# picks its GenAI or "Model training" pages by a switch of its own (`?workflowType=`), which
+# is why the addresses nnbench prints carry workflowType=machine_learning.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 KIND_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 
@@ -294,7 +296,7 @@ def forget(uri: str) -> None:
 
 def experiment_id(mlflow_client, name: str, uri: str) -> str:
     """The id of experiment ``name``, created (safely against a concurrent creator) if new,
-    and of the kind that the MLflow UI opens on its runs table (`mark_kind`)."""
+    and tagged as a model-training experiment (`mark_kind`)."""
     from mlflow.exceptions import MlflowException
 
     found = mlflow_client.get_experiment_by_name(name)
@@ -312,10 +314,8 @@ def experiment_id(mlflow_client, name: str, uri: str) -> str:
 
 
 def mark_kind(mlflow_client, experiment) -> None:
-    """MLflow 3's UI opens an experiment by its kind (the experiment tag
-    ``mlflow.experimentKind``): one without it opens on the GenAI traces page, with the runs
-    a click away. An experiment nnbench writes to is a model-training one; a kind someone
-    set already is kept."""
+    """Tag an experiment nnbench writes to as a model-training one (the experiment tag
+    ``mlflow.experimentKind``, `KIND_TAGS`); a kind someone set already is kept."""
     if EXPERIMENT_KIND_TAG not in experiment.tags:
         mlflow_client.set_experiment_tag(
             experiment.experiment_id, EXPERIMENT_KIND_TAG, KIND_TAGS[EXPERIMENT_KIND_TAG]
