@@ -56,6 +56,14 @@ ONLY = {
         "nnbench.graphed",
         "nnbench.nn",
     },
+    "nnbench.stack": {
+        "nnbench.backend",
+        "nnbench.epoch",
+        "nnbench.errors",
+        "nnbench.nn",
+        "nnbench.optim",
+        "nnbench.train",
+    },
     "nnbench": {"nnbench.backend", "nnbench.nn", "nnbench.optim", "nnbench.train"},
     "nnbench.tracking": {
         "nnbench.errors",
