@@ -62,10 +62,17 @@ def plan_stacks(configs: list[DictConfig], max_members: int) -> StackPlan:
         key = _solo(flat, index) or _signature(flat)
         keys.setdefault(key, []).append(index)
     groups = list(keys.values())
-    stacks = [
-        group[i : i + max_members] for group in groups for i in range(0, len(group), max_members)
-    ]
+    stacks = [stack for group in groups for stack in _cut(group, max_members)]
     return StackPlan(stacks, _differing([flats[g[0]] for g in groups]), len(groups), max_members)
+
+
+def _cut(group: list[int], max_members: int) -> list[list[int]]:
+    """``group`` in as few stacks of at most ``max_members`` as it takes, their sizes as
+    even as can be (9 jobs at 4 a stack: 3 + 3 + 3, not 4 + 4 + 1)."""
+    count = -(-len(group) // max_members)
+    size, extra = divmod(len(group), count)
+    bounds = [k * size + min(k, extra) for k in range(count + 1)]
+    return [group[bounds[k] : bounds[k + 1]] for k in range(count)]
 
 
 def _flat(config: DictConfig) -> dict:
