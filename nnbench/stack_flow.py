@@ -107,7 +107,7 @@ def train_members(members: list[Member], label: str) -> dict[int, float]:
     outcomes: dict[int, float] = {}
     progress = make_stack_progress(first.trainer.progress, first.trainer.epochs, len(members))
     with sigterm_as_interrupt():  # from the runs' creation on, SIGTERM ends them KILLED
-        batch = open_recorders(members)
+        batch = open_recorders(members, label)
         start = time.perf_counter()
 
         def on_epoch(k: int, record: dict) -> None:
@@ -142,9 +142,10 @@ def build_members(members: list[Member], backend) -> None:
         member.parts = build(cfg, data=datasets[key], backend=backend)
 
 
-def open_recorders(members: list[Member]):
+def open_recorders(members: list[Member], label: str):
     """Every member's run, created in one batch before training (tracking=none: recorders
-    that record nothing); the batch, or None."""
+    that record nothing); the batch, or None. Each run carries the tag ``nnbench.stack``
+    (``stack 1/2, 24 members``): its time/epoch_s is the stack's."""
     if members[0].cfg.tracking.name == "none":
         for member in members:
             member.recorder = tracking.NullRecorder()
@@ -153,6 +154,8 @@ def open_recorders(members: list[Member]):
 
     backend = members[0].parts.backend
     starts = [run_start(m.cfg, m.job, backend) for m in members]
+    for start in starts:
+        start["tags"]["nnbench.stack"] = f"{label}, {len(members)} members"
     check_store(starts[0])  # one store, one parent run for the whole stack
     batch = RecorderBatch.start(starts)
     for member, recorder in zip(members, batch.recorders, strict=True):
