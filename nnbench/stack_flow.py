@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nnbench import config as schema
 from nnbench import tracking
@@ -131,15 +131,14 @@ def train_members(members: list[Member], label: str) -> dict[int, float]:
 
 
 def build_members(members: list[Member], backend) -> None:
-    """Each member's parts on the shared backend; a dataset is loaded once per config and
-    seed (the split depends on the seed)."""
+    """Each member's parts on the shared backend; the dataset, which a stack's members share
+    (`nnbench.stack_plan`), is loaded once per seed (the split depends on the seed)."""
     datasets: dict = {}
     for member in members:
         cfg = member.cfg
-        key = (OmegaConf.to_yaml(cfg.dataset, resolve=True), cfg.seed)
-        if key not in datasets:
-            datasets[key] = load(cfg.dataset, cfg.seed)
-        member.parts = build(cfg, data=datasets[key], backend=backend)
+        if cfg.seed not in datasets:
+            datasets[cfg.seed] = load(cfg.dataset, cfg.seed)
+        member.parts = build(cfg, data=datasets[cfg.seed], backend=backend)
 
 
 def open_recorders(members: list[Member], label: str):
