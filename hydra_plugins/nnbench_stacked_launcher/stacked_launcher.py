@@ -29,6 +29,8 @@ from hydra.core.utils import (
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from hydra_plugins.nnbench_stacked_launcher.compose import Compositions
+
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +63,7 @@ class StackedLauncher(Launcher):
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
-        self.composed = _remember_compositions(hydra_context.config_loader)
+        self.compositions = Compositions(hydra_context.config_loader)
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         from nnbench.stack_plan import plan_stacks
@@ -90,9 +92,7 @@ class StackedLauncher(Launcher):
 
     def _compose(self, idx: int, overrides) -> DictConfig:
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        if tuple(overrides) not in self.composed:  # a sweeper that does not check first
-            self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        config = self.composed.pop(tuple(overrides))
+        config = self.compositions.take(self.config, overrides)
         with open_dict(config):
             config.hydra.job.id = idx
             config.hydra.job.num = idx
@@ -155,24 +155,6 @@ class StackedLauncher(Launcher):
             _save_config(ret.hydra_cfg, "hydra.yaml", hydra_output)
             _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_output)
         return config, ret
-
-
-def _remember_compositions(loader) -> dict:
-    """Before it launches a batch, Hydra's sweeper composes every job's config to check it
-    (``Sweeper.validate_batch_is_legal``) and throws the result away; the launcher needs
-    exactly those configs. From here on ``loader`` keeps what it composes, by the job's
-    overrides, and `StackedLauncher._compose` takes each once: a job is composed once, not
-    twice (about 60 ms a job)."""
-    composed: dict = {}
-    compose = loader.load_sweep_config
-
-    def load_sweep_config(master_config, sweep_overrides):
-        config = compose(master_config, sweep_overrides)
-        composed[tuple(sweep_overrides)] = config
-        return config
-
-    loader.load_sweep_config = load_sweep_config
-    return composed
 
 
 def _jobs(prepared):
