@@ -208,9 +208,11 @@ def test_bce_and_mse(be):
     both(make, nb.MSELoss(), [(X, target)] * 3, seeds=[0, 1, 2], **FIT)
 
 
-def test_rows_beyond_the_feature_major_layout_and_a_short_last_batch(be):
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_rows_beyond_the_feature_major_layout_and_a_short_last_batch(be, batchnorm):
     """B > 128: row-major activations (per-member paths); 240 rows = 150 + 90."""
-    make = lambda: members(2, be, opt={"lr": [0.05, 0.1], "momentum": [0.9, 0.0]})  # noqa: E731
+    opt = {"lr": [0.05, 0.1], "momentum": [0.9, 0.0]}
+    make = lambda: members(2, be, batchnorm=batchnorm, opt=opt)  # noqa: E731
     both(make, CE, [(X, Y)] * 2, seeds=[0, 1], epochs=2, batch_size=150)
 
 
@@ -224,8 +226,10 @@ def test_numpy_without_c_kernels():
 
 def test_strict_backend_tiny_case():
     be = make_backend("strict", "float64")
-    make = lambda: members(2, be, hidden=(4,), dropout=[0.0, 0.3], opt={"lr": [0.1, 0.05]})  # noqa: E731
-    both(make, CE, [(X[:40], Y[:40])] * 2, seeds=[0, 1], epochs=2, batch_size=16)
+    for batchnorm in (False, True):
+        kw = dict(hidden=(4,), dropout=[0.0, 0.3], batchnorm=batchnorm, opt={"lr": [0.1, 0.05]})
+        make = lambda kw=kw: members(2, be, **kw)  # noqa: E731
+        both(make, CE, [(X[:40], Y[:40])] * 2, seeds=[0, 1], epochs=2, batch_size=16)
 
 
 # ---------------------------------------------------------------------------- the stack

@@ -16,6 +16,8 @@ and the next matrix product must see each member's solo layout.
 
 from __future__ import annotations
 
+from nnbench.backend.base import Backend
+
 
 def as_blocks(x, members: int):
     """A layer input as blocks: an array covers every member (or broadcasts from 1)."""
@@ -72,8 +74,11 @@ class StackDense:
 
 
 class StackBatchNorm:
-    """Training-mode batch normalization, member by member with the solo backend calls
-    (gamma, beta (M, n) parameter views; running statistics (M, n) arrays)."""
+    """Training-mode batch normalization of each member's batch (gamma, beta (M, n)
+    parameter views; running statistics (M, n) arrays). The math of the reference
+    `Backend.batchnorm_train` / `batchnorm_backward`, reduced over the batch axis of the
+    whole stack at once (axis 1 of (M, B, n); each member's reduction is its solo one);
+    a backend with its own batch-norm methods gets them member by member instead."""
 
     def __init__(self, backend, buffers, params, grads, running, eps: float, momentum: float):
         self.backend, self.buffers = backend, buffers
@@ -81,37 +86,63 @@ class StackBatchNorm:
         self.grad_weight, self.grad_bias = grads
         self.running_mean, self.running_var = running
         self.eps, self.momentum = eps, momentum
+        kind = type(backend)
+        self._stacked = (
+            kind.batchnorm_train is Backend.batchnorm_train
+            and kind.batchnorm_backward is Backend.batchnorm_backward
+            and kind.moving_average is Backend.moving_average
+        )
 
     def forward(self, x):
         be, n = self.backend, x.shape[1]
         self._xhat = self.buffers.get(f"xhat{id(self)}", x.shape[1:])
+        if not self._stacked:
+            return self._forward_members(x)
+        # mu = mean_rows(x); var = mean_rows((x - mu)^2); s = 1 / sqrt(var + eps)
+        # xhat = (x - mu) s; y = gamma xhat + beta
+        xp = be.xp
+        mean = xp.mean(x, axis=1)  # (M, n)
+        centered = x - mean[:, None, :]
+        var = xp.mean(centered * centered, axis=1)
+        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
+        self._xhat[...] = centered * self._inv_std[:, None, :]
+        x[...] = self.weight[:, None, :] * self._xhat + self.bias[:, None, :]
+        be.moving_average(self.running_mean, mean, self.momentum)
+        be.moving_average(self.running_var, var * (n / (n - 1)), self.momentum)
+        return x
+
+    def backward(self, dy):
+        if not self._stacked:
+            return self._backward_members(dy)
+        # dgamma = sum_rows(dy xhat); dbeta = sum_rows(dy)
+        # dx = gamma s / n (n dy - dbeta - xhat dgamma)
+        xp, n = self.backend.xp, dy.shape[1]
+        self.grad_weight[...] = xp.sum(dy * self._xhat, axis=1)
+        self.grad_bias[...] = xp.sum(dy, axis=1)
+        scale = self.weight * self._inv_std / n
+        inner = n * dy - self.grad_bias[:, None, :] - self._xhat * self.grad_weight[:, None, :]
+        dy[...] = scale[:, None, :] * inner
+        return dy
+
+    def _forward_members(self, x):
+        be, n = self.backend, x.shape[1]
         self._inv_std = []
         for m in range(x.shape[0]):
+            xm = x[m, ...]
             mean, var, inv_std = be.batchnorm_train(
-                x[m, ...],
-                self.weight[m, ...],
-                self.bias[m, ...],
-                self.eps,
-                self._xhat[m, ...],
-                x[m, ...],
+                xm, self.weight[m, ...], self.bias[m, ...], self.eps, self._xhat[m, ...], xm
             )
             be.moving_average(self.running_mean[m, ...], mean, self.momentum)
             be.moving_average(self.running_var[m, ...], var * (n / (n - 1)), self.momentum)
             self._inv_std.append(inv_std)
         return x
 
-    def backward(self, dy):
+    def _backward_members(self, dy):
         be = self.backend
         for m, inv_std in enumerate(self._inv_std):
-            be.batchnorm_backward(
-                dy[m, ...],
-                self._xhat[m, ...],
-                inv_std,
-                self.weight[m, ...],
-                self.grad_weight[m, ...],
-                self.grad_bias[m, ...],
-                dy[m, ...],
-            )
+            dym = dy[m, ...]
+            gamma, grads = self.weight[m, ...], (self.grad_weight[m, ...], self.grad_bias[m, ...])
+            be.batchnorm_backward(dym, self._xhat[m, ...], inv_std, gamma, *grads, dym)
         return dy
 
 
