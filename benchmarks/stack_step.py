@@ -5,7 +5,7 @@
 For each M: ``stack`` is one `nnbench.stack.Stack.step` on (M, B) batches divided by M;
 ``floor`` the same batched matrix products alone (the stack's own buffers and layouts,
 `stack_matmul`), divided by M; ``solo`` one `nnbench.train.train_step`-equivalent step of a
-single model (checked data, as `nnbench.fit` runs it). Each figure is the median of
+single model (checked data, as `nnbench.fit` runs it). Each figure is the median (and min) of
 several samples of many steps, the variants interleaved (A B C A B C ...); ratios are
 printed beside them. Digits-shaped data (64 features, 10 classes), MLP 64-64-64-10, ReLU,
 float32 by default, BLAS on one thread unless --threads says otherwise.
@@ -99,11 +99,11 @@ def measure(members: int, optimizer: str, args) -> dict:
         for _ in range(args.samples):
             for name, fn in variants.items():
                 samples[name].append(timed(fn, steps[name]))
-    med = {name: statistics.median(v) for name, v in samples.items()}
+    per = {"stack": members, "floor": members, "solo": 1}
     return {
-        "stack_us": med["stack"] / members * 1e6,
-        "floor_us": med["floor"] / members * 1e6,
-        "solo_us": med["solo"] * 1e6,
+        (name, stat.__name__): stat(values) / per[name] * 1e6
+        for name, values in samples.items()
+        for stat in (statistics.median, min)
     }
 
 
@@ -120,15 +120,23 @@ def main() -> None:
 
     with threadpool_limits(limits=args.threads, user_api="blas"):
         print(f"MLP 64-64-64-10 relu, B={args.batch}, {args.dtype}, BLAS threads {args.threads}")
-        header = f"{'opt':5} {'M':>4} {'stack us/member':>16} {'floor':>8} {'solo':>8}"
+        print("us per member step: median of samples (min in brackets); ratios of medians")
+        header = f"{'opt':5} {'M':>4} {'stack':>14} {'floor':>14} {'solo':>14}"
         print(header + f" {'stack/floor':>12} {'stack/solo':>11}")
         for optimizer in args.optimizer:
             for members in args.members:
                 r = measure(members, optimizer, args)
+                cells = [
+                    f"{r[(k, 'median')]:6.1f} [{r[(k, 'min')]:5.1f}]"
+                    for k in ("stack", "floor", "solo")
+                ]
+                ratios = (
+                    r[("stack", "median")] / r[("floor", "median")],
+                    r[("stack", "median")] / r[("solo", "median")],
+                )
                 print(
-                    f"{optimizer:5} {members:4d} {r['stack_us']:16.1f} {r['floor_us']:8.1f} "
-                    f"{r['solo_us']:8.1f} {r['stack_us'] / r['floor_us']:12.2f} "
-                    f"{r['stack_us'] / r['solo_us']:11.2f}"
+                    f"{optimizer:5} {members:4d} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} "
+                    f"{ratios[0]:12.2f} {ratios[1]:11.2f}"
                 )
 
 

@@ -19,11 +19,6 @@ from __future__ import annotations
 from nnbench.backend.base import Backend
 
 
-def as_blocks(x, members: int):
-    """A layer input as blocks: an array covers every member (or broadcasts from 1)."""
-    return x if isinstance(x, list) else [(0, members, x)]
-
-
 class StackBuffers:
     """Stack buffers by (name, batch shape), allocated once per batch size."""
 
@@ -49,27 +44,41 @@ class StackDense:
         self.weight, self.bias = params
         self.grad_weight, self.grad_bias = grads
         self.activation, self.input_grad = activation, input_grad
+        self._weight_t = backend.matrix_transpose(self.weight)  # (M, in, out), a view
+        self._out, self._dx = {}, {}  # buffers by batch size
 
     def forward(self, x):
         be = self.backend
-        blocks = as_blocks(x, self.buffers.members)
-        rows, out_features = blocks[0][2].shape[1], self.weight.shape[1]
-        out = self.buffers.get(f"dense{id(self)}", (rows, out_features))  # (M, B, out)
-        for lo, hi, xb in blocks:
-            be.stack_matmul(xb, be.matrix_transpose(self.weight[lo:hi, ...]), out[lo:hi, ...])
-        self._x, self._y = blocks, be.stack_bias_activation(out, self.bias, self.activation)
+        rows = (x if not isinstance(x, list) else x[0][2]).shape[1]
+        out = self._out.get(rows)
+        if out is None:  # (M, B, out)
+            out = self._out[rows] = self.buffers.get(
+                f"dense{id(self)}", (rows, self.weight.shape[1])
+            )
+        if isinstance(x, list):  # blocks of members after a dropout
+            for lo, hi, xb in x:
+                be.stack_matmul(xb, self._weight_t[lo:hi, ...], out[lo:hi, ...])
+        else:
+            be.stack_matmul(x, self._weight_t, out)
+        self._x, self._y = x, be.stack_bias_activation(out, self.bias, self.activation)
         return self._y
 
     def backward(self, dy):
         # dz = f'(z) dy ; dW = dz.T @ x ; db = sum_rows(dz) ; dx = dz @ W
-        be = self.backend
+        be, x = self.backend, self._x
         dz = be.stack_bias_activation_backward(dy, self.grad_bias, self.activation, self._y)
-        for lo, hi, xb in self._x:
-            dzt = be.matrix_transpose(dz[lo:hi, ...])
-            be.stack_matmul(dzt, xb, self.grad_weight[lo:hi, ...])
+        if isinstance(x, list):
+            for lo, hi, xb in x:
+                dzt = be.matrix_transpose(dz[lo:hi, ...])
+                be.stack_matmul(dzt, xb, self.grad_weight[lo:hi, ...])
+        else:
+            be.stack_matmul(be.matrix_transpose(dz), x, self.grad_weight)
         if not self.input_grad:
             return None
-        dx = self.buffers.get(f"dx{id(self)}", (dz.shape[1], self.weight.shape[2]))
+        rows = dz.shape[1]
+        dx = self._dx.get(rows)
+        if dx is None:
+            dx = self._dx[rows] = self.buffers.get(f"dx{id(self)}", (rows, self.weight.shape[2]))
         return be.stack_matmul(dz, self.weight, dx)
 
 
