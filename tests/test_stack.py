@@ -235,7 +235,7 @@ def test_strict_backend_tiny_case():
 # ---------------------------------------------------------------------------- the stack
 def test_members_leave_the_stack(monkeypatch):
     """Diverged and early-stopped members leave: the stack is rebuilt smaller."""
-    import nnbench.stack.fit as fit_module
+    import nnbench.stack.run as run_module
 
     sizes = []
 
@@ -244,7 +244,7 @@ def test_members_leave_the_stack(monkeypatch):
             sizes.append(len(models))
             super().__init__(models, optimizers, loss_fn)
 
-    monkeypatch.setattr(fit_module, "Stack", Recording)
+    monkeypatch.setattr(run_module, "Stack", Recording)
     be, target = NumpyBackend("float64"), X[:, :3] @ np.array([1.0, -2.0, 0.5])
     kw = dict(out=1, activation="leaky_relu", opt={"lr": [0.01, 30.0, 0.1, 3.0]})
     models, optimizers = members(4, be, **kw)
