@@ -132,11 +132,42 @@ def test_lr_grid_with_divergence(be, activation):
     assert all(ends[i][0] == r.outcome for i, r in enumerate(results))
 
 
-def test_seeds_and_a_training_set_per_member(be):
+VALIDATIONS = {
+    "distinct": [(XV, YV), (XV[::-1].copy(), YV[::-1].copy()), (XV * 0.5, YV)],  # one stack
+    "one missing": [(XV, YV), None, (XV, YV)],  # each member scored alone
+    "sizes differ": [(XV, YV), (XV[:50], YV[:50]), (XV, YV)],
+    "a reversed view": [(XV, YV), (XV[::-1], YV[::-1]), (XV, YV)],  # read in place alone
+}
+
+
+def test_which_validation_sets_are_scored_as_one_stack():
+    from nnbench.stack.evaluate import StackValidation
+
+    be = NumpyBackend("float64")
+    usable = {
+        name: StackValidation(
+            be,
+            [
+                None if v is None else (be.asarray(v[0]), be.asarray(v[1], be.int_dtype))
+                for v in sets
+            ],
+        ).usable
+        for name, sets in VALIDATIONS.items()
+    }
+    assert usable == {
+        "distinct": True,
+        "one missing": False,
+        "sizes differ": False,
+        "a reversed view": False,
+    }
+
+
+@pytest.mark.parametrize("validation", list(VALIDATIONS))
+def test_seeds_and_a_training_set_per_member(be, validation):
     rng = np.random.default_rng(5)
     trains = [(X[idx], Y[idx]) for idx in (rng.permutation(len(X))[:200] for _ in range(3))]
     make = lambda: members(3, be, opt={"lr": 0.05, "momentum": [0.0, 0.9, 0.5]})  # noqa: E731
-    both(make, CE, trains, seeds=[3, 1, 4], validations=[(XV, YV), None, (XV, YV)], **FIT)
+    both(make, CE, trains, seeds=[3, 1, 4], validations=VALIDATIONS[validation], **FIT)
 
 
 def test_l1_l2_zero_and_nonzero(be):
@@ -229,7 +260,8 @@ def test_strict_backend_tiny_case():
     for batchnorm in (False, True):
         kw = dict(hidden=(4,), dropout=[0.0, 0.3], batchnorm=batchnorm, opt={"lr": [0.1, 0.05]})
         make = lambda kw=kw: members(2, be, **kw)  # noqa: E731
-        both(make, CE, [(X[:40], Y[:40])] * 2, seeds=[0, 1], epochs=2, batch_size=16)
+        fit = dict(seeds=[0, 1], epochs=2, batch_size=16, validations=[(XV, YV)] * 2)
+        both(make, CE, [(X[:40], Y[:40])] * 2, **fit)
 
 
 # ---------------------------------------------------------------------------- the stack

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from nnbench.epoch import EpochResult
+from nnbench.stack.evaluate import StackValidation
 from nnbench.stack.step import Stack
 from nnbench.train import FitResult, _epoch_record, _quiet_divergence
 
@@ -26,6 +27,7 @@ class StackRun:
     def __init__(self, models, optimizers, loss_fn, data, validations):
         self.models, self.optimizers, self.loss_fn = models, optimizers, loss_fn
         self.data, self.validations = data, validations
+        self.scoring = StackValidation(models[0].backend, validations)
         self.results = [FitResult(outcome="completed", epochs=0) for _ in models]
         self.best = [math.inf] * len(models)
         self.stopping = (None, 0.0)  # (patience, min_delta)
@@ -52,12 +54,16 @@ class StackRun:
         if not self.ids:
             return
         self.stack.write_back()
+        scores = self.scoring.score(self.stack, self.ids) if self.scoring.usable else None
         records = []
         for row, i in enumerate(self.ids):
             count = None if correct is None else int(correct[row])
             stats = EpochResult(float(totals[row]) / seen, count, seen)
-            model, validation = self.models[i], self.validations[i]
-            records.append(_epoch_record(model, self.loss_fn, epoch, stats, validation))
+            validation = None if scores else self.validations[i]  # else scored alone
+            record = _epoch_record(self.models[i], self.loss_fn, epoch, stats, validation)
+            if scores:
+                record.update({f"val/{key}": value for key, value in scores[row].items()})
+            records.append(record)
         elapsed = time.perf_counter() - start
         for i, record in zip(list(self.ids), records, strict=True):
             record["time/epoch_s"] = elapsed

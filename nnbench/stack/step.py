@@ -47,6 +47,13 @@ class Stack:
         losses, self._grad = self.loss.compute(self._logits, y)
         return losses
 
+    def evaluate_batch(self, x, y):
+        """Evaluation-mode losses (host (M,) float64) and right predictions (host ints, or
+        None) of a batch, as `nnbench.train.evaluate` scores one chunk of a member's data."""
+        logits = self.network.forward(x, training=False)
+        losses, _ = self.loss.compute(logits, y)
+        return losses, self.loss.count_correct(logits, y)
+
     def count_correct(self, y):
         """Right predictions of the last `forward_loss` per member (host ints), or None."""
         return self.loss.count_correct(self._logits, y)
