@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 
 import nnbench as nb
 from nnbench.backend.numpy_backend import NumpyBackend
+from nnbench.backend.vector_stacked import VectorStackedOps
 from nnbench.stack import Stack, fit_stack, fit_stack_reference
 from nnbench.train import train_step
 from tests.conftest import make_backend
@@ -40,9 +41,10 @@ def members(count, backend, *, optimizer="sgd", hidden=(16, 8), out=10, opt=None
     return models, optimizers
 
 
-def both(make, loss_fn, trains, **fit):
+def both(make, loss_fn, trains, rtol=None, **fit):
     """Train two fresh copies of the same members, stacked and one by one; compare them
-    completely and return (stacked results, what on_end saw)."""
+    completely (bit for bit, or to ``rtol``) and return (stacked results, what on_end
+    saw)."""
     got, want = {}, {}
     for runner, seen in ((fit_stack, got), (fit_stack_reference, want)):
         models, optimizers = make()
@@ -60,7 +62,7 @@ def both(make, loss_fn, trains, **fit):
         )
         seen["states"] = [m.state_dict() for m in models]
         seen["optim"] = [_optimizer_state(o) for o in optimizers]
-    _assert_same_runs(got, want)
+    _assert_same_runs(got, want, rtol)
     return got["results"], got["ends"]
 
 
@@ -73,7 +75,7 @@ def _optimizer_state(optimizer):
     return state
 
 
-def _assert_same_runs(got, want):
+def _assert_same_runs(got, want, rtol=None):
     for i, (g, w) in enumerate(zip(got["results"], want["results"], strict=True)):
         assert (g.outcome, g.epochs, g.diverged_at, g.stopped_early, g.best_epoch) == (
             w.outcome, w.epochs, w.diverged_at, w.stopped_early, w.best_epoch,
@@ -82,11 +84,12 @@ def _assert_same_runs(got, want):
         for rg, rw in zip(g.history, w.history, strict=True):
             assert set(rg) == set(rw)
             for key in set(rw) - set(TIMINGS):
-                assert rg[key] == rw[key], f"member {i} epoch {rw['epoch']} {key}"
-        _assert_equal_dicts(got["states"][i], want["states"][i], f"member {i} state")
-        _assert_equal_dicts(got["optim"][i], want["optim"][i], f"member {i} optimizer")
+                expected = rw[key] if rtol is None else pytest.approx(rw[key], rel=rtol)
+                assert rg[key] == expected, f"member {i} epoch {rw['epoch']} {key}"
+        _assert_equal_dicts(got["states"][i], want["states"][i], f"member {i} state", rtol)
+        _assert_equal_dicts(got["optim"][i], want["optim"][i], f"member {i} optimizer", rtol)
         assert got["ends"][i][0] == w.outcome
-        _assert_equal_dicts(got["ends"][i][1], want["states"][i], f"member {i} at on_end")
+        _assert_equal_dicts(got["ends"][i][1], want["states"][i], f"member {i} at on_end", rtol)
     # callbacks: each member's epochs in order, members in order within an epoch
     for i in range(len(want["results"])):
         mine = [e for j, e in got["records"] if j == i]
@@ -95,10 +98,13 @@ def _assert_same_runs(got, want):
     assert epochs == sorted(epochs)
 
 
-def _assert_equal_dicts(a, b, what):
+def _assert_equal_dicts(a, b, what, rtol=None):
     assert a.keys() == b.keys(), what
     for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=f"{what}: {key}")
+        if rtol is None:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{what}: {key}")
+        else:
+            np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=rtol, err_msg=key)
 
 
 @pytest.fixture(params=["float64", "float32"])
@@ -262,6 +268,23 @@ def test_strict_backend_tiny_case():
         make = lambda kw=kw: members(2, be, **kw)  # noqa: E731
         fit = dict(seeds=[0, 1], epochs=2, batch_size=16, validations=[(XV, YV)] * 2)
         both(make, CE, [(X[:40], Y[:40])] * 2, **fit)
+
+
+class VectorNumpy(VectorStackedOps, NumpyBackend):
+    """The whole-stack steps CuPy runs (`VectorStackedOps`), on NumPy."""
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_the_vectorized_steps_a_gpu_runs(optimizer):
+    """Not the solo kernels' bits, so compared to 1e-9 in float64."""
+    be = VectorNumpy("float64")
+    opt = {"lr": [0.01, 0.05, 0.1], "weight_decay": [0.0, 1e-2, 1e-3]}
+    if optimizer == "sgd":
+        opt["momentum"] = [0.0, 0.9, 0.5]
+    kw = dict(optimizer=optimizer, dropout=[0.0, 0.1, 0.2], l2=[0.0, 1e-3, 0.0], opt=opt)
+    make = lambda: members(3, be, **kw)  # noqa: E731
+    fit = dict(seeds=[0, 1, 2], validations=[(XV, YV)] * 3, **FIT)
+    both(make, CE, [(X, Y)] * 3, rtol=1e-9, **fit)
 
 
 # ---------------------------------------------------------------------------- the stack
