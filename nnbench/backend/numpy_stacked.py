@@ -85,7 +85,7 @@ class NumpyStackedOps(StackedOps):
             d, yy = (wide, wide_y) if same else (dout, y)
             self.activation_backward(activation, yy, d, out=d)
         # one GEMV per member with ones, the solo bias gradient
-        self.xp.matmul(self._ones(dout.shape[1]), dout, out=grad_bias)
+        self.stack_matmul(self._ones(dout.shape[1]), dout, grad_bias)
         return dout
 
     def stack_cross_entropy(self, logits, labels, dlogits, correct=None) -> np.ndarray:
