@@ -41,7 +41,7 @@ def members(count, backend, *, optimizer="sgd", hidden=(16, 8), out=10, opt=None
     return models, optimizers
 
 
-def both(make, loss_fn, trains, rtol=None, **fit):
+def both(make, loss_fn, trains, rtol=None, threads=1, **fit):
     """Train two fresh copies of the same members, stacked and one by one; compare them
     completely (bit for bit, or to ``rtol``) and return (stacked results, what on_end
     saw)."""
@@ -57,8 +57,9 @@ def both(make, loss_fn, trains, rtol=None, **fit):
         def callback(i, record, seen=seen):
             seen["records"].append((i, record["epoch"]))
 
+        own = {"threads": threads} if runner is fit_stack else {}
         seen["results"] = runner(
-            models, loss_fn, optimizers, trains, callback=callback, on_end=on_end, **fit
+            models, loss_fn, optimizers, trains, callback=callback, on_end=on_end, **fit, **own
         )
         seen["states"] = [m.state_dict() for m in models]
         seen["optim"] = [_optimizer_state(o) for o in optimizers]
@@ -287,6 +288,28 @@ def test_the_vectorized_steps_a_gpu_runs(optimizer):
     both(make, CE, [(X, Y)] * 3, rtol=1e-9, **fit)
 
 
+@pytest.mark.parametrize("case", ["divergence", "dropout and batch norm", "adam", "patience"])
+def test_two_threads_give_the_same_numbers(be, case):
+    """Halves of the stack stepping side by side (members diverging and stopping in
+    either half, the halves rebuilt smaller)."""
+    target = X[:, :3] @ np.array([1.0, -2.0, 0.5])
+    lrs = [0.001, 30.0, 0.1, 1.0, 0.01]
+    regression = dict(out=1, activation="leaky_relu", opt={"lr": lrs})
+    regularized = dict(dropout=[0.0, 0.2, 0.0, 0.5, 0.1], batchnorm=True, opt={"lr": 0.05})
+    adam = dict(optimizer="adam", opt={"lr": [1e-3, 1e-2, 3e-3, 1e-4, 3e-2]})
+    sgd = dict(opt={"lr": [0.3, 0.01, 1.0, 0.1, 0.05], "momentum": 0.9})
+    stopping = {"patience": 1, "validations": [(XV, YV)] * 5}
+    cases = {
+        "divergence": (regression, nb.MSELoss(), target, {}),
+        "dropout and batch norm": (regularized, CE, Y, {}),
+        "adam": (adam, CE, Y, {}),
+        "patience": (sgd, CE, Y, stopping),
+    }
+    kw, loss, target, fit = cases[case]
+    make = lambda: members(5, be, **kw)  # noqa: E731
+    both(make, loss, [(X, target)] * 5, seeds=[0, 1, 2, 3, 4], threads=2, **fit, **FIT)
+
+
 # ---------------------------------------------------------------------------- the stack
 def test_members_leave_the_stack(monkeypatch):
     """Diverged and early-stopped members leave: the stack is rebuilt smaller."""
@@ -295,9 +318,9 @@ def test_members_leave_the_stack(monkeypatch):
     sizes = []
 
     class Recording(Stack):
-        def __init__(self, models, optimizers, loss_fn):
+        def __init__(self, models, optimizers, loss_fn, **options):
             sizes.append(len(models))
-            super().__init__(models, optimizers, loss_fn)
+            super().__init__(models, optimizers, loss_fn, **options)
 
     monkeypatch.setattr(run_module, "Stack", Recording)
     be, target = NumpyBackend("float64"), X[:, :3] @ np.array([1.0, -2.0, 0.5])

@@ -13,7 +13,12 @@ host sequences of Python floats, one per member.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+
 import numpy as np
+
+from nnbench.backend import _blas
 
 
 class StackedOps:
@@ -95,3 +100,30 @@ class StackedOps:
                 step=step,
                 scratch=(scratch[0][k, ...], scratch[1][k, ...]),
             )
+
+
+def thread_backends(backend, count: int) -> list:
+    """Backends for ``count`` threads stepping parts of one stack side by side: the same
+    arrays and settings, each with its own scratch buffers (a NumPy backend reuses
+    temporaries across its calls, so one instance must not serve two threads at once).
+    A single backend where threads do not pay: a GPU, or count < 2."""
+    if count < 2 or backend.name != "numpy":
+        return [backend]
+    copies = []
+    for _ in range(count):
+        clone = copy.copy(backend)
+        clone._scratch_cache = {}
+        copies.append(clone)
+    return copies
+
+
+@contextlib.contextmanager
+def one_blas_thread(active: bool = True):
+    """BLAS on one thread inside (when ``active``): threads that each run their own
+    matrix products must not also share NumPy's BLAS thread pool."""
+    pools = _blas.thread_pools() if active else None
+    if pools is None:
+        yield
+        return
+    with pools.limit(limits=1, user_api="blas"):
+        yield

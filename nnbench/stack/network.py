@@ -27,9 +27,9 @@ from nnbench.stack.layers import (
 class StackedMLP:
     """Members' `nnbench.MLP`s (one architecture) gathered into stacked arrays."""
 
-    def __init__(self, models):
+    def __init__(self, models, backend=None):
         first = models[0]
-        self.backend = be = first.backend
+        self.backend = be = first.backend if backend is None else backend
         self.members = members = len(models)
         size = first.num_parameters
         self.params = be.empty((members, size))

@@ -24,7 +24,7 @@ class StackRun:
     """Members ``ids`` (indices into ``models``) train in ``stack``, in that row order;
     ``done`` holds those that have finished (their state is in their solo objects)."""
 
-    def __init__(self, models, optimizers, loss_fn, data, validations):
+    def __init__(self, models, optimizers, loss_fn, data, validations, threads: int = 1):
         self.models, self.optimizers, self.loss_fn = models, optimizers, loss_fn
         self.data, self.validations = data, validations
         self.scoring = StackValidation(models[0].backend, validations)
@@ -33,12 +33,14 @@ class StackRun:
         self.stopping = (None, 0.0)  # (patience, min_delta)
         self.callback = self.on_end = None
         self.done: set = set()
+        self.threads = threads
         self.ids = list(range(len(models)))
         self.stack = self._build(self.ids)
 
     def _build(self, ids) -> Stack:
         models = [self.models[i] for i in ids]
-        return Stack(models, [self.optimizers[i] for i in ids], self.loss_fn)
+        optimizers = [self.optimizers[i] for i in ids]
+        return Stack(models, optimizers, self.loss_fn, threads=self.threads)
 
     def write_back_unfinished(self) -> None:
         """Every member still training gets its current state back (on an exception)."""
@@ -101,11 +103,10 @@ class StackRun:
             if end - begin == 1 and batchnorm:  # fit skips a lone last row with batch norm
                 continue
             x, y = data.batch(orders, begin, end)
-            losses = self.stack.forward_loss(x, y)
+            losses = self.stack.train_step(x, y)  # a diverged member's state is back already
             keep = np.isfinite(losses)
-            for row in np.flatnonzero(~keep):  # diverged: the weights of the last finite loss
+            for row in np.flatnonzero(~keep):
                 self._diverge(int(row), epoch, step)
-            self.stack.backward_update()
             totals = totals[keep] + losses[keep] * (end - begin)
             if correct is not None:
                 correct = correct[keep] + self.stack.count_correct(y)[keep]
@@ -120,8 +121,7 @@ class StackRun:
     # ------------------------------------------------------------------ members leaving
     def _diverge(self, row: int, epoch: int, step: int) -> None:
         """The member at ``row`` diverged at (epoch, step): its state (before this step's
-        update) goes back now; it leaves the stack after the step."""
-        self.stack.write_back([row])
+        update) is back in its solo objects (`Stack.train_step`); it leaves the stack."""
         i = self.ids[row]
         result = self.results[i]
         result.outcome, result.diverged_at = "diverged", (epoch, step)
