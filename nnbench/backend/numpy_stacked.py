@@ -131,11 +131,13 @@ class NumpyStackedOps(StackedOps):
             )
         g = self._decayed(params, grads, weight_decay, scratch[0])
         # Momentum-free members: p -= lr g is the kernel's first step (b = g; p -= lr b).
+        size, row = params.shape[1], params.shape[1] * params.itemsize
+        stacks = [_address(a) for a in (params, g, bufs)]  # rows lo.. at offsets lo * row
         for lo, hi in _runs([bool(mu) for mu in momentum]):
             mus, lrs = self._scalars(momentum[lo:hi]), self._scalars(lr[lo:hi])
-            rows = (params[lo:hi], g[lo:hi], bufs[lo:hi], mus, lrs)
+            at = [a + lo * row for a in stacks] + [_address(mus), _address(lrs)]
             again = bool(first) or not momentum[lo]
-            self._native.momentum_stack(hi - lo, params.shape[1], *map(_address, rows), again)
+            self._native.momentum_stack(hi - lo, size, *at, again)
 
     def stack_adam_step(
         self, params, grads, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled, step, scratch
