@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 import nnbench as nb
 from nnbench.backend.numpy_backend import NumpyBackend
@@ -19,7 +18,10 @@ from nnbench.train import train_step
 from tests.conftest import make_backend
 
 TIMINGS = ("time/epoch_s", "throughput/samples_per_s")
-DIGITS = load_digits()
+DATASETS = pytest.importorskip(
+    "sklearn.datasets", reason="scikit-learn's digits: pip install 'nnbench[test]'"
+)
+DIGITS = DATASETS.load_digits()
 X, Y = (DIGITS.data / 16.0)[:240], DIGITS.target[:240]
 XV, YV = (DIGITS.data / 16.0)[240:320], DIGITS.target[240:320]
 
