@@ -276,6 +276,43 @@ def test_strict_backend_tiny_case():
         both(make, CE, [(X[:40], Y[:40])] * 2, **fit)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations(seed):
+    """Random mixtures of everything above (a fixed seed each): still bit for bit."""
+    rng = np.random.default_rng(seed)
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    count = int(rng.integers(1, 6))
+    per = lambda options: [pick(options) for _ in range(count)]  # noqa: E731
+    be = NumpyBackend(pick(["float32", "float64"]), native=bool(rng.random() < 0.8))
+    kind = pick(["sgd", "adam", "adamw"])
+    opt = {"lr": list(10 ** rng.uniform(-3, 0.5, count)), "weight_decay": per([0.0, 1e-3])}
+    if kind == "sgd":
+        opt["momentum"] = per([0.0, 0.5, 0.9])
+    else:
+        opt["betas"] = per([(0.9, 0.999), (0.8, 0.99)])
+    model = dict(
+        activation=pick(["relu", "leaky_relu", "tanh", "sigmoid", "identity"]),
+        batchnorm=bool(rng.random() < 0.3),
+        hidden=pick([(16, 8), (12,), (), (20, 10, 6)]),
+        dropout=per([0.0, 0.0, 0.2, 0.5]),
+        l1=per([0.0, 1e-4]),
+        l2=per([0.0, 1e-3]),
+    )
+    loss, out, target = pick(
+        [(CE, 10, Y), (nb.MSELoss(), 1, X[:, :3] @ np.array([1.0, -2.0, 0.5]))]
+    )
+    fit = dict(
+        seeds=per([0, 1, 2]),
+        validations=[(XV, YV)] * count if loss is CE and rng.random() < 0.6 else None,
+        epochs=3,
+        batch_size=pick([7, 32, 64, 150]),
+        patience=pick([None, None, 1]),
+        threads=pick([1, 2]),
+    )
+    make = lambda: members(count, be, optimizer=kind, out=out, opt=opt, **model)  # noqa: E731
+    both(make, loss, [(X, target)] * count, **fit)
+
+
 class VectorNumpy(VectorStackedOps, NumpyBackend):
     """The whole-stack steps CuPy runs (`VectorStackedOps`), on NumPy."""
 
