@@ -313,6 +313,17 @@ def test_random_configurations(seed):
     both(make, loss, [(X, target)] * count, **fit)
 
 
+def test_sixteen_members_by_default_threads():
+    """fit_stack's default: two halves from 16 members on (with two cores)."""
+    from nnbench.backend.stacked import auto_threads
+
+    be = NumpyBackend("float32")
+    assert auto_threads(be, 15) == 1 and auto_threads(be, 16) in (1, 2)
+    lrs = list(np.logspace(-3, 0.5, 16))
+    make = lambda: members(16, be, hidden=(8,), opt={"lr": lrs, "momentum": 0.9})  # noqa: E731
+    both(make, CE, [(X, Y)] * 16, seeds=[0] * 16, threads=None, epochs=2, batch_size=64)
+
+
 class VectorNumpy(VectorStackedOps, NumpyBackend):
     """The whole-stack steps CuPy runs (`VectorStackedOps`), on NumPy."""
 

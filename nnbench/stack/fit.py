@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from nnbench.backend.stacked import one_blas_thread
+from nnbench.backend.stacked import auto_threads, one_blas_thread
 from nnbench.stack.checks import check_lengths, check_members, check_rows
 from nnbench.stack.data import StackData
 from nnbench.stack.run import StackRun
@@ -33,7 +33,7 @@ def fit_stack(
     min_delta: float = 0.0,
     callback: Callable[[int, dict], None] | None = None,
     on_end: Callable[[int, FitResult], None] | None = None,
-    threads: int = 1,
+    threads: int | None = None,
 ) -> list[FitResult]:
     """Train member i = (``models[i]``, ``optimizers[i]``) on ``trains[i] = (x, y)`` as
     ``nnbench.fit(..., seed=seeds[i], validation=validations[i])`` would, all members as one
@@ -49,8 +49,9 @@ def fit_stack(
     written back before it propagates.
 
     ``threads=2`` steps the stack as two halves side by side (NumPy; BLAS on one thread
-    each): faster when a second core is free, slower when it is busy; the numbers are
-    the same either way.
+    each): faster when a second core is free, a little slower when it is busy; the
+    numbers are the same either way. The default (None) is
+    `nnbench.backend.stacked.auto_threads`: two for 16 members or more on two cores.
     """
     members = len(models)
     check_members(models, optimizers, loss_fn)
@@ -70,6 +71,7 @@ def fit_stack(
     if models[0].batchnorm:
         _check_batchnorm_batches(xs[0].shape[0], batch_size)
     be = models[0].backend
+    threads = auto_threads(be, members) if threads is None else threads
     _check_positive("threads", threads)
     with one_blas_thread(active=threads > 1):
         run = StackRun(models, optimizers, loss_fn, StackData(be, xs, ys, seeds), vals, threads)
