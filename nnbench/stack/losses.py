@@ -24,15 +24,20 @@ class StackLoss:
         kind = type(loss_fn)
         self._fused = kind.compute is CrossEntropyLoss.compute
         self._counts = {
-            CrossEntropyLoss.count_correct: _count_correct,
+            CrossEntropyLoss.count_correct: _count_correct,  # counted in compute when fused
             BCEWithLogitsLoss.count_correct: _count_correct_binary,
         }.get(kind.count_correct)
 
     def compute(self, logits, targets):
-        """(losses, dlogits): host (M,) float64 and an (M, B, out) stack buffer."""
+        """(losses, dlogits): host (M,) float64 and an (M, B, out) stack buffer. The right
+        predictions are counted on the way (`count_correct`)."""
         grad = self._buffers.get("grad", logits.shape[1:])
+        self._correct = None
         if self._fused:
-            return self.backend.stack_cross_entropy(logits, targets, grad), grad
+            members = logits.shape[0]
+            self._correct = np.empty(members, dtype=np.int64)
+            losses = self.backend.stack_cross_entropy(logits, targets, grad, self._correct)
+            return losses, grad
         losses = np.empty(logits.shape[0])
         for m in range(logits.shape[0]):
             losses[m], dm = self.loss_fn.compute(self.backend, logits[m, ...], targets[m, ...])
@@ -40,10 +45,12 @@ class StackLoss:
         return losses, grad
 
     def count_correct(self, logits, targets):
-        """Per member, the number of right predictions (an (M,) host int array), or None
-        for a regression loss."""
+        """Per member, the number of right predictions of the last `compute` (an (M,) host
+        int array), or None for a regression loss."""
         if not self.classification:
             return None
+        if self._correct is not None:
+            return self._correct
         be = self.backend
         if self._counts is not None:
             return be.to_host(self._counts(be.xp, be.int_dtype, logits, targets))
@@ -55,11 +62,17 @@ class StackLoss:
 
 def _count_correct(xp, int_dtype, logits, labels):
     """Per member, the rows whose largest logit is at the label (ties: the first index)."""
-    predicted = xp.astype(xp.argmax(logits, axis=2), labels.dtype)
-    return xp.sum(xp.astype(predicted == labels, int_dtype), axis=1)
+    predicted = _astype(xp, xp.argmax(logits, axis=2), labels.dtype)
+    return xp.sum(_astype(xp, predicted == labels, int_dtype), axis=1)
 
 
 def _count_correct_binary(xp, int_dtype, logits, target):
     """Per member, the elements where [logit > 0] equals the 0/1 target."""
-    right = xp.astype(xp.astype(logits > 0, target.dtype) == target, int_dtype)
+    right = _astype(xp, _astype(xp, logits > 0, target.dtype) == target, int_dtype)
     return xp.sum(xp.reshape(right, (right.shape[0], -1)), axis=1)
+
+
+def _astype(xp, a, dtype):
+    """The array API's ``xp.astype`` where the namespace has it, else the array's method
+    (older CuPy)."""
+    return xp.astype(a, dtype) if hasattr(xp, "astype") else a.astype(dtype)

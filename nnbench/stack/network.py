@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from nnbench.nn.activation import Activation
 from nnbench.nn.batchnorm import BatchNorm1d
 from nnbench.nn.dense import Dense
@@ -25,17 +27,16 @@ from nnbench.stack.layers import (
 class StackedMLP:
     """Members' `nnbench.MLP`s (one architecture) gathered into stacked arrays."""
 
-    def __init__(self, models):
+    def __init__(self, models, backend=None):
         first = models[0]
-        self.backend = be = first.backend
+        self.backend = be = first.backend if backend is None else backend
         self.members = members = len(models)
         size = first.num_parameters
         self.params = be.empty((members, size))
         for m, model in enumerate(models):
             self.params[m, ...] = model.params
         self.grads = be.zeros((members, size))
-        self.l1 = [model.l1 for model in models]
-        self.l2 = [model.l2 for model in models]
+        self._penalties = _penalty_runs(be, [m.l1 for m in models], [m.l2 for m in models])
         self._views = _stacked_views(be, first, self.params)
         self._grad_views = _stacked_views(be, first, self.grads)
         self._buffers = StackBuffers(be, members)
@@ -81,12 +82,13 @@ class StackedMLP:
         return tuple(self._views[k] for k in keys), tuple(self._grad_views[k] for k in keys)
 
     # ------------------------------------------------------------------ computation
-    def forward(self, x):
-        """Logits (M, B, out) of a training forward pass on x (M, B, in), or (1, B, in)
-        shared by every member; a stack-owned buffer that the next pass overwrites."""
+    def forward(self, x, training: bool = True):
+        """Logits (M, B, out) of a forward pass on x (M, B, in), or (1, B, in) shared by
+        every member; a stack-owned buffer that the next pass overwrites. ``training``
+        as in `MLP.forward` (batch statistics and dropout, else evaluation mode)."""
         h = x
         for layer in self.layers:
-            h = layer.forward(h)
+            h = layer.forward(h, training)
         return h
 
     def backward(self, dlogits) -> None:
@@ -94,13 +96,14 @@ class StackedMLP:
         d = dlogits
         for layer in reversed(self.layers):
             d = layer.backward(d)
-        be = self.backend
-        for m, (l1, l2) in enumerate(zip(self.l1, self.l2, strict=True)):
-            if l1 or l2:
-                for dense in self.dense:
-                    be.add_weight_penalty_grad(
-                        dense.grad_weight[m, ...], dense.weight[m, ...], l1, l2
-                    )
+        xp = self.backend.xp
+        for lo, hi, l1, l2 in self._penalties:  # the solo order: the l1 term, then l2
+            for dense in self.dense:
+                grad, weight = dense.grad_weight[lo:hi, ...], dense.weight[lo:hi, ...]
+                if l1 is not None:
+                    grad[...] = grad + xp.sign(weight) * l1
+                if l2 is not None:
+                    grad[...] = grad + weight * l2
 
     # ------------------------------------------------------------------ state
     def write_back(self, models, rows) -> None:
@@ -114,6 +117,24 @@ class StackedMLP:
             for bn, (mean, var) in zip(norms, self._running, strict=True):
                 bn.running_mean[...] = mean[row, ...]
                 bn.running_var[...] = var[row, ...]
+
+
+def _penalty_runs(be, l1, l2):
+    """(lo, hi, l1, l2) per run of consecutive members with the same zero pattern, the
+    coefficients as (k, 1, 1) arrays of the dtype (None where zero): a run's penalty
+    gradient is then a few whole-run operations."""
+    runs, lo = [], 0
+    pattern = [(bool(a), bool(b)) for a, b in zip(l1, l2, strict=True)]
+    for k in range(1, len(pattern) + 1):
+        if k == len(pattern) or pattern[k] != pattern[lo]:
+            if any(pattern[lo]):
+                coefficients = [
+                    be.asarray(np.reshape(values[lo:k], (-1, 1, 1))) if pattern[lo][i] else None
+                    for i, values in enumerate((l1, l2))
+                ]
+                runs.append((lo, k, *coefficients))
+            lo = k
+    return runs
 
 
 def _stacked_views(be, model, flat):
