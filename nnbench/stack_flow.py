@@ -111,6 +111,10 @@ def train_members(members: list[Member], label: str) -> dict[int, float]:
         # Leaving this block ends the runs still open: KILLED for Ctrl-C or SIGTERM, FAILED
         # with the message for a crash; what they logged is kept.
         with open_recorders(members, label):
+            for member in members:
+                _ = member.recorder.run_id  # every run exists before training starts
+                if member.cfg.tracking.name != "none":
+                    member.initial = initial_scores(member.parts)
             start = time.perf_counter()
 
             def on_epoch(k: int, record: dict) -> None:
@@ -140,8 +144,8 @@ def build_members(members: list[Member], backend) -> None:
 
 
 def open_recorders(members: list[Member], label: str):
-    """Every member's run, created in one batch before training, each with its validation
-    scores before training (tracking=none: recorders that record nothing). Each run carries
+    """Every member's run, created in one batch (tracking=none: recorders that record
+    nothing). Each run carries
     the tag ``nnbench.stack`` (``stack 1/2, 24 members``): its time/epoch_s is the stack's.
     Returns the batch (`nnbench.tracking.batch.RecorderBatch`, a context manager that ends
     the runs still open), or a null context."""
@@ -159,9 +163,6 @@ def open_recorders(members: list[Member], label: str):
     batch = RecorderBatch.start(starts)
     for member, recorder in zip(members, batch.recorders, strict=True):
         member.recorder = recorder
-    for member in members:
-        _ = member.recorder.run_id  # every run exists before training starts
-        member.initial = initial_scores(member.parts)
     return batch
 
 
