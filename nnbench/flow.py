@@ -181,6 +181,12 @@ def open_recorder(cfg: DictConfig, job: Job, backend=None) -> Recorder:
         return tracking.NullRecorder()
     from nnbench.tracking.agent_client import AgentRecorder
 
+    return AgentRecorder.start(**run_start(cfg, job, backend))
+
+
+def run_start(cfg: DictConfig, job: Job, backend=None) -> dict:
+    """What creates a tracked job's run (`AgentRecorder.start`'s keyword arguments, a
+    member's start in `nnbench.tracking.batch.RecorderBatch.start`), its store checked."""
     parent = job.parent
     uri = parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri)
     # A server that is down, a store file that is not a database or a folder that cannot
@@ -197,14 +203,14 @@ def open_recorder(cfg: DictConfig, job: Job, backend=None) -> Recorder:
         "nnbench.dataset": cfg.dataset.name,
         **tracking.job_tags(job),
     }
-    return AgentRecorder.start(
-        uri=uri,
-        experiment=tracking.experiment_name(cfg.tracking.experiment, job.choices),
-        run_name=run_name(list(job.changed), (parent or {}).get("swept")),
-        params=params,
-        tags=tags,
-        parent=parent,
-    )
+    return {
+        "uri": uri,
+        "experiment": tracking.experiment_name(cfg.tracking.experiment, job.choices),
+        "run_name": run_name(list(job.changed), (parent or {}).get("swept")),
+        "params": params,
+        "tags": tags,
+        "parent": parent,
+    }
 
 
 def _params(cfg: DictConfig) -> tuple[dict, dict]:

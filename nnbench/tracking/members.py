@@ -29,6 +29,13 @@ class Members:
         self.run_ids: list = []
 
     def handle(self, op: str, command: dict) -> None:
+        """Route ``command``; a malformed one is answered ``error``, the members go on."""
+        try:
+            self.route(op, command)
+        except Exception as exc:
+            self.agent.report(exc)
+
+    def route(self, op: str, command: dict) -> None:
         if op == "start_batch":
             self.start(**command)
         elif op == "batch_metrics":
