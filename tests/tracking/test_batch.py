@@ -12,10 +12,12 @@ serves most tests here.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pytest
@@ -24,8 +26,8 @@ from hydra import compose, initialize_config_module
 from nnbench import config
 from nnbench.flow import _params, close_record, fit_and_test, run_start
 from nnbench.parts import build
-from nnbench.tracking import Job, Recorder, store
-from nnbench.tracking.agent_client import AgentRecorder
+from nnbench.tracking import Job, Recorder, daemon, store
+from nnbench.tracking.agent_client import AgentRecorder, AgentStopped
 from nnbench.tracking.batch import RecorderBatch
 from nnbench.tracking.names import run_name
 from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG
@@ -128,15 +130,25 @@ def record_alone(member: Member) -> str:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+def sweep(tmp_path_factory) -> dict:
+    """A store (created once, before any agent opens it) with a sweep's parent run."""
     tmp = tmp_path_factory.mktemp("batch")
-    uri = f"sqlite:///{tmp}/outputs/mlflow.db"
-    parent = make_parent(uri)  # creates the store, once, before any agent opens it
+    parent = make_parent(f"sqlite:///{tmp}/outputs/mlflow.db")
+    return {"tmp": tmp, "parent": parent, "client": client_for(tmp)}
+
+
+@pytest.fixture(scope="module")
+def recorded(sweep):
+    tmp, parent = sweep["tmp"], sweep["parent"]
     members = [make_member(i, o, fate, parent, tmp) for i, (o, fate) in enumerate(MEMBERS)]
     batch, error = record_batch(members)
     reference = record_alone(members[0])
-    return {"client": client_for(tmp), "batch": batch, "error": error, "members": members,
-            "reference": reference, "parent": parent}  # fmt: skip
+    return {**sweep, "batch": batch, "error": error, "members": members, "reference": reference}
+
+
+def small_starts(parent: dict, count: int) -> list[dict]:
+    return [{"uri": parent["uri"], "experiment": "e", "run_name": f"m{i}", "params": {"i": str(i)},
+             "tags": {OUTCOME_TAG: "running"}, "parent": parent} for i in range(count)]  # fmt: skip
 
 
 def runs_of(recorded) -> list:
@@ -221,6 +233,66 @@ def test_every_finished_member_has_its_artifacts(recorded):
         assert drawn == (member.run.result.outcome == "completed"), found
 
 
+@pytest.mark.parametrize(
+    ("raised", "status", "outcome"),
+    [
+        (None, "FINISHED", "running"),
+        (KeyboardInterrupt, "KILLED", "interrupted"),
+        (ValueError, "FAILED", "failed"),
+    ],  # fmt: skip
+)
+def test_the_batch_as_a_block_ends_its_open_members_as_the_block_ended(
+    sweep, raised, status, outcome
+):
+    """As `nnbench.tracking.recording` ends one run: FINISHED, KILLED for Ctrl-C or
+    SIGTERM, FAILED with the message for an exception (which still propagates)."""
+    with pytest.raises(raised) if raised else nullcontext():
+        with RecorderBatch.start(small_starts(sweep["parent"], 2)) as batch:
+            batch.recorders[0].log_epoch({"epoch": 1, "train/loss": 0.5})
+            if raised:
+                raise raised("the training broke")
+    client = sweep["client"]
+    for recorder in batch.recorders:
+        run = client.get_run(recorder.run_id)
+        assert (run.info.status, run.data.tags[OUTCOME_TAG]) == (status, outcome)
+    if raised is ValueError:
+        assert run.data.tags[ERROR_TAG] == "ValueError: the training broke"
+    assert history(client, batch.recorders[0].run_id, "train/loss") == [(1, 0.5)]
+
+
+@pytest.mark.parametrize(
+    ("sig", "status", "outcome"),
+    [(signal.SIGTERM, "KILLED", "interrupted"), (signal.SIGKILL, "FAILED", "failed")],
+    ids=["SIGTERM", "SIGKILL"],
+)
+def test_a_warm_agent_stopped_mid_batch_leaves_no_member_running(
+    sweep, agents, monkeypatch, sig, status, outcome
+):
+    """SIGTERM to the warm agent ends the open members KILLED; after a SIGKILL an agent of
+    our own ends them FAILED, saying why. `close` says the agent is gone, in one line."""
+    monkeypatch.setenv("NNBENCH_AGENT_DIR", str(agents))
+    client = sweep["client"]
+    batch = RecorderBatch.start(small_starts(sweep["parent"], 3))
+    for recorder in batch.recorders:
+        recorder.log_epoch({"epoch": 1, "train/loss": 0.5})
+    batch.flush()
+    run_ids = [r.run_id for r in batch.recorders]
+    logged = lambda: all(history(client, r, "train/loss") for r in run_ids)  # noqa: E731
+    wait_for(logged, 60, "every member's epoch")
+    (pid,) = daemon.running_agents(agents)
+    os.kill(pid, sig)
+    batch.recorders[0].end("FINISHED")  # queued: the agent is gone, nothing waits
+    with pytest.raises(AgentStopped, match="tracking agent") as raised:
+        batch.close()
+    assert "\n" not in str(raised.value)
+    for run_id in run_ids:
+        run = client.get_run(run_id)
+        assert (run.info.status, run.data.tags[OUTCOME_TAG]) == (status, outcome)
+        assert history(client, run_id, "train/loss") == [(1, 0.5)]
+        if sig == signal.SIGKILL:
+            assert "tracking agent" in run.data.tags[ERROR_TAG]
+
+
 # A training process that starts a batch, sends two epochs of every member, and waits to be
 # killed.
 KILLED_MIDWAY = """
@@ -242,8 +314,7 @@ time.sleep(120)
 def test_sigkill_mid_batch_leaves_every_member_killed(tmp_path, agent):
     uri = f"sqlite:///{tmp_path}/outputs/mlflow.db"
     parent = make_parent(uri)
-    starts = [{"uri": uri, "experiment": "e", "run_name": f"m{i}", "params": {"i": str(i)},
-               "tags": {OUTCOME_TAG: "running"}, "parent": parent} for i in range(5)]  # fmt: skip
+    starts = small_starts(parent, 5)
     env = {**sweep_env(tmp_path), "NNBENCH_AGENT": agent}
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(KILLED_MIDWAY), json.dumps(starts)],
