@@ -20,6 +20,7 @@ reports are kept (`RecorderBatch.errors`, member by member) and the first one is
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -161,17 +162,19 @@ class RecorderBatch:
 
     # ------------------------------------------------------------------ sending
     def send(self, op: str, **fields) -> None:
-        """Queue a command for the batch's thread, which writes it to the agent."""
-        self._outbox.put((op, fields))
+        """Queue a command for the batch's thread, which writes it to the agent. Encoded
+        here: a value that JSON cannot hold raises in the caller, as `AgentRecorder`'s."""
+        self._outbox.put(json.dumps({"op": op, **fields}).encode() + b"\n")
 
     def _send_all(self) -> None:
-        """The batch's thread: write the queued commands in order until `close`."""
-        while (item := self._outbox.get()) is not None:
+        """The batch's thread: write the queued commands in order until `close`; once the
+        agent is gone, the rest is dropped (`close` says so)."""
+        while (data := self._outbox.get()) is not None:
             if self._stopped is None:
                 try:
-                    self.channel.send(item[0], **item[1])
-                except AgentStopped as stopped:
-                    self._stopped = stopped
+                    self.channel._write(data)
+                except (OSError, ValueError):
+                    self._stopped = self.channel.stopped()
 
     def queue(self, index: int, entries: list) -> None:
         """Member ``index``'s metrics, sent with the others' at the next flush."""
