@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from nnbench import config
 from nnbench.flow import _params, close_record, fit_and_test, run_start
 from nnbench.parts import build
 from nnbench.tracking import Job, Recorder, daemon, store
-from nnbench.tracking.agent_client import AgentRecorder, AgentStopped
+from nnbench.tracking.agent_client import AgentRecorder, AgentStopped, TrackingError
 from nnbench.tracking.batch import RecorderBatch
 from nnbench.tracking.names import run_name
 from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG
@@ -146,9 +147,10 @@ def recorded(sweep):
     return {**sweep, "batch": batch, "error": error, "members": members, "reference": reference}
 
 
-def small_starts(parent: dict, count: int) -> list[dict]:
-    return [{"uri": parent["uri"], "experiment": "e", "run_name": f"m{i}", "params": {"i": str(i)},
-             "tags": {OUTCOME_TAG: "running"}, "parent": parent} for i in range(count)]  # fmt: skip
+def small_starts(parent: dict, count: int, name: str = "m") -> list[dict]:
+    return [{"uri": parent["uri"], "experiment": "e", "run_name": f"{name}{i}",
+             "params": {"i": str(i)}, "tags": {OUTCOME_TAG: "running"}, "parent": parent}
+            for i in range(count)]  # fmt: skip
 
 
 def runs_of(recorded) -> list:
@@ -231,6 +233,28 @@ def test_every_finished_member_has_its_artifacts(recorded):
         assert {"curves.png", "environment.json", "config.yaml", "weights.npz"} <= found
         drawn = "decision_boundary.png" in found
         assert drawn == (member.run.result.outcome == "completed"), found
+
+
+def test_a_member_whose_run_cannot_start_raises_its_error_and_the_others_record(sweep):
+    starts = small_starts(sweep["parent"], 3, "unstarted")
+    starts[1]["params"] = {BAD_KEY: "1"}  # MLflow refuses the param: the run ends FAILED
+    batch = RecorderBatch.start(starts)
+    with pytest.raises(TrackingError, match=re.escape(BAD_KEY)):
+        _ = batch.recorders[1].run_id
+    for recorder in batch.recorders:
+        recorder.log_epoch({"epoch": 1, "train/loss": 0.5})
+        recorder.end("FINISHED")
+    with pytest.raises(TrackingError, match=re.escape(BAD_KEY)):
+        batch.close()
+    client = sweep["client"]
+    for recorder in (batch.recorders[0], batch.recorders[2]):
+        run = client.get_run(recorder.run_id)
+        assert run.info.status == "FINISHED"
+        assert history(client, recorder.run_id, "train/loss") == [(1, 0.5)]
+    (failed,) = client.search_runs(
+        [sweep["parent"]["experiment_id"]], "attributes.run_name = 'unstarted1'", max_results=1
+    )
+    assert (failed.info.status, failed.data.tags[OUTCOME_TAG]) == ("FAILED", "failed")
 
 
 @pytest.mark.parametrize(
