@@ -12,6 +12,7 @@ serves most tests here.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -233,6 +234,25 @@ def test_every_finished_member_has_its_artifacts(recorded):
         assert {"curves.png", "environment.json", "config.yaml", "weights.npz"} <= found
         drawn = "decision_boundary.png" in found
         assert drawn == (member.run.result.outcome == "completed"), found
+
+
+def test_metrics_wait_for_a_flush_and_nonfinite_values_are_dropped(sweep):
+    batch = RecorderBatch.start(small_starts(sweep["parent"], 3, "batched"), flush_interval=3600)
+    sent, write = [], batch.channel._write
+    batch.channel._write = lambda data: (sent.append(json.loads(data)["op"]), write(data))
+    for epoch in (1, 2):
+        for recorder in batch.recorders:
+            recorder.log_epoch({"epoch": epoch, "train/loss": 1.0 / epoch, "val/loss": math.nan})
+    assert {i: len(entries) for i, entries in batch._pending.items()} == {0: 2, 1: 2, 2: 2}
+    batch.flush()  # all of it, one command
+    assert batch._pending == {}
+    batch.close("FINISHED")
+    assert sent == ["batch_metrics", "batch_end"]
+    client = sweep["client"]
+    for recorder in batch.recorders:
+        assert history(client, recorder.run_id, "train/loss") == [(1, 1.0), (2, 0.5)]
+        assert history(client, recorder.run_id, "val/loss") == []
+        assert client.get_run(recorder.run_id).info.status == "FINISHED"
 
 
 def test_a_member_whose_run_cannot_start_raises_its_error_and_the_others_record(sweep):
