@@ -34,6 +34,8 @@ from nnbench.tracking.agent_client import (
 )
 from nnbench.tracking.run import ERROR_TAG, FLUSH_INTERVAL_S, OUTCOME_TAG, finite
 
+DRAW_APART_MIN = 16  # members from which the agent draws their curves in a process apart
+
 
 class MemberRecorder:
     """Member ``index`` of a `RecorderBatch`: the `nnbench.tracking.Recorder` protocol, each
@@ -103,15 +105,21 @@ class RecorderBatch:
         self._outbox: queue.Queue = queue.Queue()
         self._sender: threading.Thread | None = None
         self._stopped: AgentStopped | None = None  # the writing thread found the agent gone
+        self.draw_apart = False
 
     @classmethod
-    def start(cls, starts: list, *, flush_interval: float = FLUSH_INTERVAL_S) -> RecorderBatch:
+    def start(
+        cls, starts: list, *, flush_interval: float = FLUSH_INTERVAL_S, draw_apart=None
+    ) -> RecorderBatch:
         """Create every member's run with one command (``starts``: dicts of the keyword
-        arguments of `AgentRecorder.start`, all recording into one store)."""
+        arguments of `AgentRecorder.start`, all recording into one store). ``draw_apart``:
+        the agent draws the members' curves in a process beside it (`nnbench.tracking.
+        drawer`; it costs a process start, so by default from `DRAW_APART_MIN` members)."""
         stores = {store_of(start) for start in starts}
         if len(stores) > 1:
             raise ValueError(f"a batch records into one store, not {sorted(stores)}")
         batch = cls(_connect(), [dict(start) for start in starts], flush_interval)
+        batch.draw_apart = len(starts) >= DRAW_APART_MIN if draw_apart is None else draw_apart
         batch._send_start()
         return batch
 
@@ -123,7 +131,7 @@ class RecorderBatch:
     def _send_start(self) -> None:
         starts = [{"parent": None, **start} for start in self.starts]
         try:
-            self.channel.send("start_batch", starts=starts)
+            self.channel.send("start_batch", starts=starts, draw_apart=self.draw_apart)
         except AgentStopped:
             self._reconnect()
 

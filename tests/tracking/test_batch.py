@@ -21,6 +21,7 @@ import sys
 import textwrap
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -93,12 +94,12 @@ def make_member(num: int, overrides, fate: str, parent: dict, tmp) -> Member:
     return Member(cfg, job, fit_and_test(cfg, parts, None, before=True), fate)
 
 
-def record_batch(members: list[Member]):
+def record_batch(members: list[Member], draw_apart: bool):
     """Record every member through one batch, epoch by epoch side by side; a member whose
     training ended is closed (close_record) and ended while the others go on. Returns the
     batch and the error its close raised."""
     starts = [run_start(m.cfg, m.job, m.run.parts.backend) for m in members]
-    batch = RecorderBatch.start(starts)
+    batch = RecorderBatch.start(starts, draw_apart=draw_apart)
     recorders = batch.recorders
     for epoch in range(1, EPOCHS + 1):
         for member, recorder in zip(members, recorders, strict=True):
@@ -139,11 +140,11 @@ def sweep(tmp_path_factory) -> dict:
     return {"tmp": tmp, "parent": parent, "client": client_for(tmp)}
 
 
-@pytest.fixture(scope="module")
-def recorded(sweep):
+@pytest.fixture(scope="module", params=[True, False], ids=["drawn apart", "drawn by the agent"])
+def recorded(sweep, request):
     tmp, parent = sweep["tmp"], sweep["parent"]
     members = [make_member(i, o, fate, parent, tmp) for i, (o, fate) in enumerate(MEMBERS)]
-    batch, error = record_batch(members)
+    batch, error = record_batch(members, draw_apart=request.param)
     reference = record_alone(members[0])
     return {**sweep, "batch": batch, "error": error, "members": members, "reference": reference}
 
@@ -173,7 +174,7 @@ def test_members_are_children_of_the_parent_with_their_params(recorded):
         assert run.info.run_name == run_name(list(member.job.changed), ["optimizer.lr"])
 
 
-def test_a_member_records_what_a_run_of_its_own_records(recorded):
+def test_a_member_records_what_a_run_of_its_own_records(recorded, tmp_path):
     client = recorded["client"]
     member = client.get_run(recorded["batch"].recorders[0].run_id)
     alone = client.get_run(recorded["reference"])
@@ -188,6 +189,9 @@ def test_a_member_records_what_a_run_of_its_own_records(recorded):
     found = artifact_paths(client, member.info.run_id)
     assert found == artifact_paths(client, alone.info.run_id)
     assert {"curves.png", "decision_boundary.png", "environment.json", "weights.npz"} <= found
+    pictures = [client.download_artifacts(r.info.run_id, "curves.png", str(tmp_path / str(i)))
+                for i, r in enumerate((member, alone))]  # fmt: skip
+    assert Path(pictures[0]).read_bytes() == Path(pictures[1]).read_bytes()
 
 
 def test_each_member_ends_as_its_training_did(recorded):
