@@ -34,7 +34,7 @@ from nnbench.tracking.agent_client import (
 )
 from nnbench.tracking.run import ERROR_TAG, FLUSH_INTERVAL_S, OUTCOME_TAG, finite
 
-DRAW_APART_MIN = 16  # members from which the agent draws their curves in a process apart
+DRAW_APART_MIN = 48  # members from which the agent draws their curves in a process apart
 
 
 class MemberRecorder:

@@ -133,14 +133,16 @@ class Members:
 
         self.orphaned()
         self.agents, self.run_ids = [], [None] * len(starts)
-        self.prepare_manifest()
         self.drawer = Drawer() if draw_apart else None  # starts beside the runs' creation
         for index, start in enumerate(starts):
             member = self.agent.__class__(self.answer_for(index))
-            member.manifest, member.store = self.agent.manifest, self.agent.store
+            member.store = self.agent.store
             self.agents.append(member)
             member.handle({"op": "start", **start})
         self.agent.answer({"op": "started_batch", "run_ids": self.run_ids})
+        self.prepare_manifest()  # after the answer: the training waits for that only
+        for member in self.agents:
+            member.manifest = self.agent.manifest
 
     def prepare_manifest(self) -> None:
         """The environment manifest, read once for every member's artifacts (``warm`` has
