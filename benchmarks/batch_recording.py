@@ -176,17 +176,31 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="nnbench-batch-") as folder:
         tmp = Path(folder)
-        uri = f"sqlite:///{tmp}/mlflow.db"
-        parent = make_parent(uri)
-        times: dict = {v: [] for v in VARIANTS}
-        for round_ in range(args.rounds + 1):  # round 0 warms the agent up
-            order = VARIANTS if round_ % 2 else VARIANTS[::-1]
-            for variant in order:
-                result = run_variant(variant, args, parent, tmp)
-                if round_:
-                    times[variant].append(result)
-        check_recorded(uri, parent, 2 * (args.rounds + 1) * args.runs)
+        agents = tmp / "agents"  # the benchmark's own warm agent, stopped at its end
+        agents.mkdir(mode=0o700)
+        os.environ["NNBENCH_AGENT_DIR"] = str(agents)
+        try:
+            times = measure(args, tmp)
+        finally:
+            from nnbench.tracking.daemon import stop
+
+            stop(agents)
     report(times, args)
+
+
+def measure(args, tmp: Path) -> dict:
+    """Every round of both variants on one store (created here, once)."""
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    parent = make_parent(uri)
+    times: dict = {v: [] for v in VARIANTS}
+    for round_ in range(args.rounds + 1):  # round 0 warms the agent up
+        order = VARIANTS if round_ % 2 else VARIANTS[::-1]
+        for variant in order:
+            result = run_variant(variant, args, parent, tmp)
+            if round_:
+                times[variant].append(result)
+    check_recorded(uri, parent, 2 * (args.rounds + 1) * args.runs)
+    return times
 
 
 def report(times: dict, args) -> None:
