@@ -20,12 +20,14 @@ Commands (``op``) and answers:
   (the warm agent, killed outright) ends FAILED with the message, if still RUNNING.
 
 A batch of runs open at once (the members of a stacked sweep, `nnbench.tracking.batch`;
-`nnbench.tracking.members` has the details): ``start_batch {starts: [start's fields, ...]}``
--> ``started_batch {run_ids}``; ``batch_metrics {metrics: [[run, metrics], ...]}``, one
-``log_batch`` per run; ``tags``, ``draw``, ``artifacts`` and ``end`` (not answered) with
-``run``, the member's index, for that member's run alone; ``batch_end {status, tags}`` ->
-``batch_ended``: the members still open get the tags and end. A member's failure answers
-``error`` with its ``run`` and ends that run FAILED; the others go on.
+`nnbench.tracking.members` has the details): ``start_batch {starts: [start's fields, ...],
+draw_apart}`` -> ``started_batch {run_ids}`` (``draw_apart``: the curves are drawn by a
+process beside this one, `nnbench.tracking.drawer`); ``batch_metrics {metrics: [[run,
+metrics], ...]}``, one ``log_batch`` per run; ``tags``, ``draw``, ``artifacts`` and ``end``
+(not answered) with ``run``, the member's index, for that member's run alone; ``batch_end
+{status, tags}`` -> ``batch_ended``: the members still open get the tags and end. A
+member's failure answers ``error`` with its ``run`` and ends that run FAILED; the others go
+on.
 
 A failing command answers ``error {unavailable, message}``; after it the run still takes
 metrics and tags, as far as the store does, and ``end`` ends it FAILED with that error.
