@@ -19,19 +19,15 @@ Commands (``op``) and answers:
 - ``abandon {uri, run_id, message}`` -> ``ended``: a run whose agent died with it open
   (the warm agent, killed outright) ends FAILED with the message, if still RUNNING.
 
-A batch of runs open at once (`nnbench.tracking.batch`, the members of a stacked sweep;
-`nnbench.tracking.members` records them):
-
-- ``start_batch {starts: [{uri, experiment, run_name, params, tags, parent}, ...]}`` ->
-  ``started_batch {run_ids}`` (None for a member whose start failed).
-- ``batch_metrics {metrics: [[run, [[key, value, step, timestamp_ms], ...]], ...]}``: every
-  member's pending metrics in one command, one ``log_batch`` per run.
-- ``tags``, ``draw``, ``artifacts``, ``end`` with ``run`` (the member's index): that
-  member's run alone; its ``end`` is not answered.
-- ``batch_end {status, tags}`` -> ``batch_ended``: the members still open get the tags and
-  end with the status.
-A member's failure answers ``error`` with its ``run`` and ends that run FAILED; the
-others go on.
+A batch of runs open at once (the members of a stacked sweep, `nnbench.tracking.batch`;
+`nnbench.tracking.members` has the details): ``start_batch {starts: [start's fields, ...],
+draw_apart}`` -> ``started_batch {run_ids}`` (``draw_apart``: the curves are drawn by a
+process beside this one, `nnbench.tracking.drawer`); ``batch_metrics {metrics: [[run,
+metrics], ...]}``, one ``log_batch`` per run; ``tags``, ``draw``, ``artifacts`` and ``end``
+(not answered) with ``run``, the member's index, for that member's run alone; ``batch_end
+{status, tags}`` -> ``batch_ended``: the members still open get the tags and end. A
+member's failure answers ``error`` with its ``run`` and ends that run FAILED; the others go
+on.
 
 A failing command answers ``error {unavailable, message}``; after it the run still takes
 metrics and tags, as far as the store does, and ``end`` ends it FAILED with that error.
@@ -49,6 +45,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -93,19 +90,17 @@ class Agent:
 
     def store_of(self, command: dict) -> str | None:
         """The store ``command`` works on: the one it names, else the open run's."""
-        parent = command.get("parent") or {}
-        uri = parent.get("uri") or command.get("uri")
-        if command.get("op") == "start_batch" and command.get("starts"):
-            start = command["starts"][0]
-            uri = (start.get("parent") or {}).get("uri") or start.get("uri")
+        named = (command.get("starts") or [command])[0]  # a batch's: its first member's
+        uri = (named.get("parent") or {}).get("uri") or named.get("uri")
         if uri is not None and command.get("op") in ("warm", "start", "start_batch"):
             self.store = uri
         return uri or self.store
 
     def handle(self, command: dict) -> None:
         op = command.pop("op")
-        if op in BATCH_OPS or "run" in command:
-            self.batch(op, command)
+        if op in BATCH_OPS or "run" in command:  # a batch's: to its members, made at once
+            self.members = self.members or Members(self)
+            self.members.handle(op, command)
             return
         if op == "warm":
             self.warm(**command)
@@ -120,17 +115,10 @@ class Agent:
                 getattr(self, op)(**command)
             elif self.recorder is not None and op in ("metrics", "tags"):
                 self.keep(op, command)
+            elif op == "artifacts":  # not logged after a failure: not left behind either
+                shutil.rmtree(command["folder"], ignore_errors=True)
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
-            self.report(exc)
-
-    def batch(self, op: str, command: dict) -> None:
-        """A command of a batch of runs, to their `Members` (one set per connection)."""
-        if self.members is None:
-            self.members = Members(self)
-        try:
-            self.members.handle(op, command)
-        except Exception as exc:  # a malformed command: said, and the members go on
             self.report(exc)
 
     def keep(self, op: str, command: dict) -> None:

@@ -20,6 +20,7 @@ reports are kept (`RecorderBatch.errors`, member by member) and the first one is
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -32,6 +33,8 @@ from nnbench.tracking.agent_client import (
     warm_agent,
 )
 from nnbench.tracking.run import ERROR_TAG, FLUSH_INTERVAL_S, OUTCOME_TAG, finite
+
+DRAW_APART_MIN = 48  # members from which the agent draws their curves in a process apart
 
 
 class MemberRecorder:
@@ -102,15 +105,21 @@ class RecorderBatch:
         self._outbox: queue.Queue = queue.Queue()
         self._sender: threading.Thread | None = None
         self._stopped: AgentStopped | None = None  # the writing thread found the agent gone
+        self.draw_apart = False
 
     @classmethod
-    def start(cls, starts: list, *, flush_interval: float = FLUSH_INTERVAL_S) -> RecorderBatch:
+    def start(
+        cls, starts: list, *, flush_interval: float = FLUSH_INTERVAL_S, draw_apart=None
+    ) -> RecorderBatch:
         """Create every member's run with one command (``starts``: dicts of the keyword
-        arguments of `AgentRecorder.start`, all recording into one store)."""
+        arguments of `AgentRecorder.start`, all recording into one store). ``draw_apart``:
+        the agent draws the members' curves in a process beside it (`nnbench.tracking.
+        drawer`; it costs a process start, so by default from `DRAW_APART_MIN` members)."""
         stores = {store_of(start) for start in starts}
         if len(stores) > 1:
             raise ValueError(f"a batch records into one store, not {sorted(stores)}")
         batch = cls(_connect(), [dict(start) for start in starts], flush_interval)
+        batch.draw_apart = len(starts) >= DRAW_APART_MIN if draw_apart is None else draw_apart
         batch._send_start()
         return batch
 
@@ -122,7 +131,7 @@ class RecorderBatch:
     def _send_start(self) -> None:
         starts = [{"parent": None, **start} for start in self.starts]
         try:
-            self.channel.send("start_batch", starts=starts)
+            self.channel.send("start_batch", starts=starts, draw_apart=self.draw_apart)
         except AgentStopped:
             self._reconnect()
 
@@ -161,17 +170,19 @@ class RecorderBatch:
 
     # ------------------------------------------------------------------ sending
     def send(self, op: str, **fields) -> None:
-        """Queue a command for the batch's thread, which writes it to the agent."""
-        self._outbox.put((op, fields))
+        """Queue a command for the batch's thread, which writes it to the agent. Encoded
+        here: a value that JSON cannot hold raises in the caller, as `AgentRecorder`'s."""
+        self._outbox.put(json.dumps({"op": op, **fields}).encode() + b"\n")
 
     def _send_all(self) -> None:
-        """The batch's thread: write the queued commands in order until `close`."""
-        while (item := self._outbox.get()) is not None:
+        """The batch's thread: write the queued commands in order until `close`; once the
+        agent is gone, the rest is dropped (`close` says so)."""
+        while (data := self._outbox.get()) is not None:
             if self._stopped is None:
                 try:
-                    self.channel.send(item[0], **item[1])
-                except AgentStopped as stopped:
-                    self._stopped = stopped
+                    self.channel._write(data)
+                except (OSError, ValueError):
+                    self._stopped = self.channel.stopped()
 
     def queue(self, index: int, entries: list) -> None:
         """Member ``index``'s metrics, sent with the others' at the next flush."""

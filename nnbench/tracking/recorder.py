@@ -1,12 +1,13 @@
 """What a run's recorder does, whichever records it: `Recorder`, the protocol that the
 training flow calls, and `NullRecorder`, the recorder of ``tracking=none``.
 
-The other two recorders are `nnbench.tracking.run.RunRecorder` (MLflow in this process: the
-tracking agent's, and the benchmark jobs') and `nnbench.tracking.agent_client.AgentRecorder` (a
-training run's, whose calls become commands to the tracking agent). The order of calls is
-the record's: the run exists once ``run_id`` answers; `log_epoch` / `log_metrics` queue
-metrics and `flush` sends them; `set_tags`; `draw_artifacts` then `log_artifacts` with one
-folder; `end` last, once.
+The other recorders are `nnbench.tracking.run.RunRecorder` (MLflow in this process: the
+tracking agent's, and the benchmark jobs'), `nnbench.tracking.agent_client.AgentRecorder` (a
+training run's, whose calls become commands to the tracking agent) and
+`nnbench.tracking.batch.MemberRecorder` (a stacked sweep member's, its commands batched with
+the other members' on one connection). The order of calls is the record's: the run exists
+once ``run_id`` answers; `log_epoch` / `log_metrics` queue metrics and `flush` sends them;
+`set_tags`; `draw_artifacts` then `log_artifacts` with one folder; `end` last, once.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import pytest
 
 from nnbench.tracking import NullRecorder, Recorder
 from nnbench.tracking.agent_client import AgentRecorder
+from nnbench.tracking.batch import MemberRecorder
 from nnbench.tracking.run import RunRecorder
 
 METHODS = sorted(
@@ -43,7 +44,7 @@ def test_the_protocol_is_the_whole_interface():
     ]
 
 
-@pytest.mark.parametrize("recorder", [NullRecorder, RunRecorder, AgentRecorder])
+@pytest.mark.parametrize("recorder", [NullRecorder, RunRecorder, AgentRecorder, MemberRecorder])
 @pytest.mark.parametrize("name", METHODS)
 def test_each_recorder_takes_each_call(recorder, name):
     assert _accepts(getattr(recorder, name), getattr(Recorder, name)) == []
