@@ -144,7 +144,7 @@ class StackedLauncher(Launcher):
         with read_write(task_cfg), open_dict(task_cfg):
             del task_cfg["hydra"]
         ret.cfg = task_cfg
-        ret.hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+        ret.hydra_cfg = HydraConfig.instance().cfg  # a copy of its own, made by set_config
         ret.overrides = list(config.hydra.overrides.task)
         ret.working_dir = os.getcwd()
         ret.task_name = str(config.hydra.job.name)
