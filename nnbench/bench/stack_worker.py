@@ -6,7 +6,8 @@ a process of its own (`benchmarks/sweep_speed.py`, `nnbench.bench.gpu_stack_tabl
 It speaks `nnbench.bench.protocol`, with one request:
 ``{"op": "step", "variant": v, "members": M, "sizes": [...], "batch_size": B,
 "optimizer": "momentum"|"adam", "samples": k, "warmup": w, "min_sample_s": s}`` ->
-``{"step_ms": [...], "steps_per_sample": n}``: the time of one step of all M members.
+``{"step_ms": [...], "steps_per_sample": n}``: the time of one step of all M members; and
+(nnbench) ``{"op": "peak", "n": 1024}`` -> ``{"gflops": g}``, the float32 GEMM peak.
 
 Variants, float32, ReLU, softmax cross-entropy, each member its own fixed batch and its own
 learning rate (log-spaced, the same for both frameworks):
@@ -117,6 +118,10 @@ class StackWorker:
             return self.step(request)
         if request.get("op") == "env":
             return {"env": self.environment()}
+        if request.get("op") == "peak" and self.backend is not None:
+            from nnbench.bench.stack_floor import peak_gemm_gflops
+
+            return {"gflops": peak_gemm_gflops(self.backend, int(request.get("n", 1024)))}
         return {"error": f"unknown op {request.get('op')!r}"}
 
     def step(self, request: dict) -> dict:
@@ -158,6 +163,8 @@ class StackWorker:
             return _Synced(StepBench(sizes, batch_size, self.backend, optimizer), self.backend)
         import nnbench.stack
 
+        if variant == "graph" and self.device != "cuda":
+            return "CUDA graphs need a CUDA device (CPU dry run)"
         if not hasattr(nnbench.stack, "Stack"):
             return "nnbench.stack has no Stack here (the stacked engine is not in this checkout)"
         if variant == "graph":

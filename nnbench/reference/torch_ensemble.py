@@ -31,8 +31,9 @@ BETAS, EPS = (0.9, 0.999), 1e-8
 class TorchEnsembleStep:
     """One training step of M members on a fixed batch each (float32)."""
 
-    def __init__(self, sizes, members, batch_size, optimizer="momentum", lrs=None, seed=0,
-                 device="cpu"):  # fmt: skip
+    def __init__(
+        self, sizes, members, batch_size, optimizer="momentum", lrs=None, seed=0, device="cpu"
+    ):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"Invalid optimizer: {optimizer!r} (allowed: {', '.join(OPTIMIZERS)})")
         torch = _torch()
