@@ -170,6 +170,34 @@
             total += (double)LOG(row) - (double)picked;                                      \
         }                                                                                    \
         return total / (double)n - log((double)n);                                           \
+    }                                                                                        \
+                                                                                             \
+    /* The same kernels over a stack of members (member k's operands at a fixed member       \
+     * stride, its scalars at index k): each member is computed by the solo kernel itself,    \
+     * so its results are bit for bit those of a solo call. */                               \
+    void adam_stack_##S(int64_t members, int64_t n, T *p, const T *g, T *m, T *v,            \
+                        const T *b1, const T *c1, const T *b2, const T *c2, const T *size,   \
+                        const T *eps_r) {                                                    \
+        for (int64_t k = 0; k < members; k++)                                                \
+            adam_##S(n, p + k * n, g + k * n, m + k * n, v + k * n, b1[k], c1[k], b2[k],     \
+                     c2[k], size[k], eps_r[k]);                                              \
+    }                                                                                        \
+                                                                                             \
+    void momentum_stack_##S(int64_t members, int64_t n, T *p, const T *g, T *b, const T *mu, \
+                            const T *lr, int first) {                                        \
+        for (int64_t k = 0; k < members; k++)                                                \
+            momentum_##S(n, p + k * n, g + k * n, b + k * n, mu[k], lr[k], first);           \
+    }                                                                                        \
+                                                                                             \
+    /* losses[k] = member k's mean cross-entropy; labels of member k at labels + k * ls      \
+     * (ls = 0: one label row shared by every member). A label out of range gives -inf. */  \
+    void cross_entropy_stack_##S(int64_t members, int64_t n, int64_t classes, int64_t zs,    \
+                                 int64_t rs, int64_t cs, const T *z, const int64_t *labels,  \
+                                 int64_t ls, int64_t gs, int64_t grs, int64_t gcs, T *grad,  \
+                                 double *losses) {                                           \
+        for (int64_t k = 0; k < members; k++)                                                \
+            losses[k] = cross_entropy_##S(n, classes, rs, cs, z + k * zs, labels + k * ls,   \
+                                          grs, gcs, grad + k * gs);                          \
     }
 
 KERNELS(float, f32, sqrtf, expf, logf)

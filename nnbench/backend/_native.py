@@ -81,6 +81,12 @@ class Kernels:
         self.cross_entropy = bind(
             "cross_entropy", [i64, i64, i64, i64, ptr, ptr, i64, i64, ptr], ctypes.c_double
         )
+        # Stacks of members (nnbench.stack): the solo kernels above, once per member.
+        self.adam_stack = bind("adam_stack", [i64, i64] + [ptr] * 10)
+        self.momentum_stack = bind("momentum_stack", [i64, i64] + [ptr] * 5 + [ctypes.c_int])
+        self.cross_entropy_stack = bind(
+            "cross_entropy_stack", [i64] * 6 + [ptr, ptr] + [i64] * 4 + [ptr, ptr]
+        )
 
 
 def kernels(dtype) -> Kernels | None:

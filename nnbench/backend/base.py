@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from nnbench.backend.stacked import StackedOps
 from nnbench.errors import invalid
 
 DTYPES = ("float32", "float64")
@@ -30,7 +31,7 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 LEAKY_SLOPE = 0.01
 
 
-class Backend:
+class Backend(StackedOps):
     """Array primitives for one array namespace and one floating dtype.
 
     The base class is the reference implementation: plain array-API expressions that allocate
@@ -149,6 +150,19 @@ class Backend:
         if activation != "identity":
             y = self.activation(activation, y)
         return self._store(y, out)
+
+    def bias_activation(self, y, bias, activation: str = "identity"):
+        """y <- f(y + b) in place, the bias broadcast over rows: the second half of
+        `linear`, after its matrix product."""
+        return self._store(self.activation(activation, y + bias), y)
+
+    def bias_activation_backward(self, dout, grad_bias, activation="identity", y=None):
+        """The first half of `linear_backward`: dz = f'(z) * dout written over ``dout``
+        (returned) and grad_bias = sum_rows(dz)."""
+        if activation != "identity":
+            dout = self.activation_backward(activation, y, dout, out=dout)
+        grad_bias[...] = self.xp.sum(dout, axis=0)
+        return dout
 
     def linear_backward(
         self, dout, x, weight, grad_weight, grad_bias, dx=None, activation="identity", y=None

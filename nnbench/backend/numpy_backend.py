@@ -14,10 +14,11 @@ import numpy as np
 from nnbench.backend import _native
 from nnbench.backend._blas import axpby, axpy
 from nnbench.backend.base import LEAKY_SLOPE, Backend
+from nnbench.backend.numpy_stacked import NumpyStackedOps
 from nnbench.errors import invalid
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(NumpyStackedOps, Backend):
     """CPU backend on NumPy; the default."""
 
     name = "numpy"
@@ -83,37 +84,50 @@ class NumpyBackend(Backend):
     # ------------------------------------------------------------------ layers
     def linear(self, x, weight, bias, out=None, activation: str = "identity"):
         out = self.xp.matmul(x, weight.T, out=out)
+        return self.bias_activation(out, bias, activation)
+
+    def bias_activation(self, y, bias, activation: str = "identity"):
         slope = _SLOPES.get(activation)
-        if slope is not None and self._fits_native(out, bias) and bias.shape == out.shape[1:]:
+        if slope is not None and self._fits_native(y, bias) and bias.shape == y.shape[1:]:
             # the bias and f in one pass
-            rows, cols = out.shape
-            self._native.bias_act(rows, cols, *_steps(out), _at(out), _at(bias), slope)
-            return out
-        out += bias
+            rows, cols = y.shape
+            self._native.bias_act(rows, cols, *_steps(y), _at(y), _at(bias), slope)
+            return y
+        y += bias
         if activation != "identity":
-            return self.activation(activation, out, out=out)
-        return out
+            return self.activation(activation, y, out=y)
+        return y
 
     def linear_backward(
         self, dout, x, weight, grad_weight, grad_bias, dx=None, activation="identity", y=None
     ):
         xp = self.xp
-        slope = _SLOPES.get(activation)
-        fused = slope is not None and self._fits_native(dout, y, grad_bias)
-        if fused and _same_layout(y, dout) and grad_bias.shape == dout.shape[1:]:
-            # dz = f'(z) dout over dout and the bias gradient, in one pass
-            rows, cols = dout.shape
-            steps = _steps(dout)
-            self._native.act_backward(rows, cols, *steps, _at(y), _at(dout), slope, _at(grad_bias))
-        else:
-            if activation != "identity":
-                dout = self.activation_backward(activation, y, dout, out=dout)
-            # A matrix-vector product with ones sums the rows ~2.6x faster than sum(axis=0).
-            xp.matmul(self._ones(dout.shape[0]), dout, out=grad_bias)
+        dout = self.bias_activation_backward(dout, grad_bias, activation, y)
         xp.matmul(dout.T, x, out=grad_weight)
         if dx is None:
             return None
         return xp.matmul(dout, weight, out=dx)
+
+    def bias_activation_backward(self, dout, grad_bias, activation="identity", y=None):
+        if self._fuses_bias_activation_backward(dout, grad_bias, activation, y):
+            # dz = f'(z) dout over dout and the bias gradient, in one pass
+            rows, cols = dout.shape
+            steps = _steps(dout)
+            slope = _SLOPES[activation]
+            self._native.act_backward(rows, cols, *steps, _at(y), _at(dout), slope, _at(grad_bias))
+            return dout
+        if activation != "identity":
+            dout = self.activation_backward(activation, y, dout, out=dout)
+        # A matrix-vector product with ones sums the rows ~2.6x faster than sum(axis=0).
+        self.xp.matmul(self._ones(dout.shape[0]), dout, out=grad_bias)
+        return dout
+
+    def _fuses_bias_activation_backward(self, dout, grad_bias, activation, y) -> bool:
+        """Whether `bias_activation_backward` takes the one-pass C kernel for these operands
+        (which sums the bias gradient in double, unlike the ones-vector product)."""
+        if _SLOPES.get(activation) is None or not self._fits_native(dout, y, grad_bias):
+            return False
+        return _same_layout(y, dout) and grad_bias.shape == dout.shape[1:]
 
     def activation(self, kind: str, z, out=None):
         xp = self.xp

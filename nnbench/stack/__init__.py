@@ -20,6 +20,8 @@ weights written back into its own model.
 oracle the stacked implementation is checked against.
 """
 
+from nnbench.stack.fit import fit_stack
 from nnbench.stack.reference import fit_stack_reference
+from nnbench.stack.step import Stack
 
-__all__ = ["fit_stack_reference"]
+__all__ = ["Stack", "fit_stack", "fit_stack_reference"]

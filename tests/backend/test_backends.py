@@ -761,3 +761,182 @@ def test_strict_device_scalars_and_gated_steps(numpy_strict, rng):
         results[be.name] = [be.to_host(a) for a in (*scalars, stats, p, m, v, counter)]
     for a, b in zip(results["numpy"], results["strict"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- stacks
+# A stack's primitives (`StackedOps`) must give each member exactly the fast backend's solo
+# result (bit for bit: `nnbench.stack` promises members their solo numbers), and the
+# reference's up to rounding.
+@covers("bias_activation", "bias_activation_backward")
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+@pytest.mark.parametrize("rows", [1, 13, 129])
+def test_bias_activation_halves_of_linear(pair, dtype, rng, kind, rows):
+    ref, fast = pair
+    z, b, dout = randn(rng, (rows, 6), dtype), randn(rng, (6,), dtype), randn(rng, (rows, 6), dtype)
+    y = fast.activation_buffer((rows, 6))
+    y[...] = dev(fast, z)
+    assert fast.bias_activation(y, dev(fast, b), kind) is y
+    want = ref.bias_activation(z.copy(), b, kind)
+    assert_close(fast, y, want, dtype)
+    d = fast.activation_buffer((rows, 6))
+    d[...] = dev(fast, dout)
+    gb, ref_gb = fast.empty((6,)), np.empty(6, dtype)
+    dz = fast.bias_activation_backward(d, gb, kind, y)
+    assert_close(fast, dz, ref.bias_activation_backward(dout.copy(), ref_gb, kind, want), dtype)
+    assert_close(fast, gb, ref_gb, dtype)
+
+
+def _stack_of(be, arrays, activation=True):
+    """Host (rows, n) arrays as one backend stack (M, rows, n) in the stack layout."""
+    shape = arrays[0].shape
+    stack = be.stack_buffer(len(arrays), shape) if activation else be.empty((len(arrays), *shape))
+    for m, a in enumerate(arrays):
+        stack[m, ...] = dev(be, a)
+    return stack
+
+
+def _solo(be, a):
+    """A host array in a fresh solo activation buffer."""
+    buf = be.activation_buffer(a.shape)
+    buf[...] = dev(be, a)
+    return buf
+
+
+def assert_per_member(be, stacked, solos):
+    for m, solo in enumerate(solos):
+        np.testing.assert_array_equal(be.to_host(stacked[m, ...]), be.to_host(solo))
+
+
+STACK_OPS = (
+    "stack_buffer",
+    "stack_matmul",
+    "matrix_transpose",
+    "stack_bias_activation",
+    "stack_bias_activation_backward",
+)
+
+
+@covers(*STACK_OPS)
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+@pytest.mark.parametrize("rows", [1, 13, 129])
+def test_stack_layer_primitives_are_the_solo_ones_per_member(pair, dtype, rng, kind, rows):
+    _, fast = pair
+    members, n, k = 3, 6, 5
+    x = [randn(rng, (rows, k), dtype) for _ in range(members)]
+    w = [randn(rng, (n, k), dtype) for _ in range(members)]
+    b = [randn(rng, (n,), dtype) for _ in range(members)]
+    dy = [randn(rng, (rows, n), dtype) for _ in range(members)]
+    solo_y, solo_gb, solo_dz = [], [], []
+    for m in range(members):
+        y = fast.linear(
+            dev(fast, x[m]),
+            dev(fast, w[m]),
+            dev(fast, b[m]),
+            out=_solo(fast, np.zeros((rows, n), dtype)),
+            activation=kind,
+        )
+        gb = fast.empty((n,))
+        solo_dz.append(fast.bias_activation_backward(_solo(fast, dy[m]), gb, kind, y))
+        solo_y.append(y)
+        solo_gb.append(gb)
+    sx, sw = _stack_of(fast, x, activation=False), _stack_of(fast, w, activation=False)
+    sy = fast.stack_buffer(members, (rows, n))
+    fast.stack_matmul(sx, fast.matrix_transpose(sw), sy)
+    sb = _stack_of(fast, [b_[None, :] for b_ in b], activation=False)[:, 0, :]
+    assert fast.stack_bias_activation(sy, sb, kind) is sy
+    assert_per_member(fast, sy, solo_y)
+    sgb = fast.zeros((members, n))
+    sdz = fast.stack_bias_activation_backward(_stack_of(fast, dy), sgb, kind, sy)
+    assert_per_member(fast, sdz, solo_dz)
+    assert_per_member(fast, sgb, solo_gb)
+
+
+@covers("stack_cross_entropy")
+@pytest.mark.parametrize("rows", [1, 13, 129])
+def test_stack_cross_entropy_is_the_solo_one_per_member(pair, dtype, rng, rows):
+    ref, fast = pair
+    members, classes = 3, 5
+    z = [4.0 * randn(rng, (rows, classes), dtype) for _ in range(members)]
+    labels = rng.integers(0, classes, size=(members, rows))
+    grads = fast.stack_buffer(members, (rows, classes))
+    flabels = dev(fast, labels, dtype=fast.int_dtype)
+    losses = fast.stack_cross_entropy(_stack_of(fast, z), flabels, grads)
+    for m in range(members):
+        loss, grad = fast.cross_entropy(_solo(fast, z[m]), flabels[m, ...], _solo(fast, z[m]))
+        assert losses[m] == loss
+        np.testing.assert_array_equal(fast.to_host(grads[m, ...]), fast.to_host(grad))
+        assert losses[m] == pytest.approx(ref.cross_entropy(z[m], labels[m])[0], rel=RTOL[dtype])
+
+
+@covers("stack_sgd_step", "stack_adam_step")
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam", "adamw"])
+def test_stack_optimizer_steps_are_the_solo_ones_per_member(pair, dtype, rng, optimizer):
+    """Per-member hyperparameters, zeros mixed with nonzeros, three steps."""
+    _, fast = pair
+    members, size = 4, 37
+    p = randn(rng, (members, size), dtype)
+    sp, state = dev(fast, p), [fast.zeros((members, size)) for _ in range(2)]
+    solo = [(dev(fast, p[m]), fast.zeros((size,)), fast.zeros((size,))) for m in range(members)]
+    scratch = (fast.empty((members, size)), fast.empty((members, size)))
+    solo_scratch = (fast.empty((size,)), fast.empty((size,)))
+    lr, wd = [0.1, 0.01, 0.3, 0.05], [0.0, 0.1, 0.0, 0.01]
+    momentum = [0.9, 0.5, 0.9, 0.8] if optimizer == "nesterov" else [0.0, 0.9, 0.5, 0.0]
+    adam = dict(
+        beta1=[0.9, 0.8, 0.95, 0.9], beta2=[0.999, 0.99, 0.9, 0.999], eps=[1e-8, 1e-6, 1e-8, 1e-7]
+    )
+    for step in range(1, 4):
+        g = randn(rng, (members, size), dtype)
+        if optimizer in ("sgd", "nesterov"):
+            nesterov = optimizer == "nesterov"
+            fast.stack_sgd_step(
+                sp,
+                dev(fast, g),
+                state[0],
+                lr=lr,
+                momentum=momentum,
+                nesterov=nesterov,
+                weight_decay=wd,
+                first=step == 1,
+                scratch=scratch,
+            )
+            for m, (pm, bm, _) in enumerate(solo):
+                buf = bm if momentum[m] else None
+                fast.sgd_step(
+                    pm,
+                    dev(fast, g[m]),
+                    buf,
+                    lr=lr[m],
+                    momentum=momentum[m],
+                    nesterov=nesterov,
+                    weight_decay=wd[m],
+                    first=step == 1,
+                    scratch=solo_scratch,
+                )
+        else:
+            decoupled = optimizer == "adamw"
+            fast.stack_adam_step(
+                sp,
+                dev(fast, g),
+                *state,
+                lr=lr,
+                weight_decay=wd,
+                decoupled=decoupled,
+                step=step,
+                scratch=scratch,
+                **adam,
+            )
+            for m, (pm, mm, vm) in enumerate(solo):
+                hyper = {key: value[m] for key, value in adam.items()}
+                fast.adam_step(
+                    pm,
+                    dev(fast, g[m]),
+                    mm,
+                    vm,
+                    lr=lr[m],
+                    weight_decay=wd[m],
+                    decoupled=decoupled,
+                    step=step,
+                    scratch=solo_scratch,
+                    **hyper,
+                )
+        assert_per_member(fast, sp, [s[0] for s in solo])

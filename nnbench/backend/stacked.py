@@ -1,0 +1,94 @@
+"""Primitives over a *stack*: M members of one network held as arrays with a leading member
+axis, (M, ...), each member's slice laid out exactly like the solo model's array.
+
+`StackedOps` is mixed into `Backend`. Its methods are the reference: member by member, each
+calls the backend's own solo method on that member's slices, so every member's numbers are
+its solo numbers by construction (the slices have the solo layouts). A backend overrides
+them with whole-stack paths that give the same bits (`NumpyStackedOps`).
+
+Shapes: activations (M, B, n); biases and bias gradients (M, n); flat parameters,
+gradients and optimizer state (M, P), one row per member. Per-member hyperparameters are
+host sequences of Python floats, one per member.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class StackedOps:
+    """Stack primitives, written member by member on the solo methods (the reference)."""
+
+    def stack_buffer(self, members: int, shape):
+        """An uninitialized (members, batch, features) stack whose member slices have the
+        memory layout `activation_buffer` gives a solo buffer of ``shape``."""
+        return self.empty((members, *shape))
+
+    def stack_matmul(self, a, b, out):
+        """out[m] = a[m] @ b[m] for stacks of matrices (a leading 1 broadcasts)."""
+        out[...] = self.xp.matmul(a, b)
+        return out
+
+    def matrix_transpose(self, a):
+        """The (M, k, n) -> (M, n, k) transposed view of a stack of matrices."""
+        return self.xp.permute_dims(a, (0, 2, 1))
+
+    def stack_bias_activation(self, y, bias, activation: str = "identity"):
+        """y[m] <- f(y[m] + b[m]) in place: `bias_activation` per member."""
+        for m in range(y.shape[0]):
+            self.bias_activation(y[m, ...], bias[m, ...], activation)
+        return y
+
+    def stack_bias_activation_backward(self, dout, grad_bias, activation="identity", y=None):
+        """`bias_activation_backward` per member: dz over ``dout``, grad_bias (M, n)."""
+        for m in range(dout.shape[0]):
+            ym = None if y is None else y[m, ...]
+            self.bias_activation_backward(dout[m, ...], grad_bias[m, ...], activation, ym)
+        return dout
+
+    def stack_cross_entropy(self, logits, labels, dlogits) -> np.ndarray:
+        """Member m's mean cross-entropy of logits[m] (B, C) and labels[m] (B,), with its
+        gradient into dlogits[m]; returns the M losses as a host float64 array."""
+        losses = np.empty(logits.shape[0])
+        for m in range(logits.shape[0]):
+            losses[m], _ = self.cross_entropy(logits[m, ...], labels[m, ...], dlogits[m, ...])
+        return losses
+
+    def stack_sgd_step(
+        self, params, grads, bufs, *, lr, momentum, nesterov, weight_decay, first, scratch
+    ):
+        """`sgd_step` on every member's row, with its own lr, momentum and weight decay
+        (``bufs`` None when no member has momentum; ``scratch`` two (M, P) buffers)."""
+        for m in range(params.shape[0]):
+            self.sgd_step(
+                params[m, ...],
+                grads[m, ...],
+                None if not momentum[m] else bufs[m, ...],
+                lr=lr[m],
+                momentum=momentum[m],
+                nesterov=nesterov,
+                weight_decay=weight_decay[m],
+                first=first,
+                scratch=(scratch[0][m, ...], scratch[1][m, ...]),
+            )
+
+    def stack_adam_step(
+        self, params, grads, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled, step, scratch
+    ):
+        """`adam_step` on every member's row, with its own lr, betas, eps and weight decay;
+        ``step`` (the 1-based step number) is shared."""
+        for k in range(params.shape[0]):
+            self.adam_step(
+                params[k, ...],
+                grads[k, ...],
+                m[k, ...],
+                v[k, ...],
+                lr=lr[k],
+                beta1=beta1[k],
+                beta2=beta2[k],
+                eps=eps[k],
+                weight_decay=weight_decay[k],
+                decoupled=decoupled,
+                step=step,
+                scratch=(scratch[0][k, ...], scratch[1][k, ...]),
+            )
