@@ -10,6 +10,7 @@ parent-run callback (`nnbench.tracking.sweep`): what they call below them takes 
 from __future__ import annotations
 
 import logging
+import os
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +21,21 @@ from nnbench.flow import run_job
 from nnbench.hydra_job import job_info
 from nnbench.user_errors import exit_on_user_error, reporting_user_errors
 
+
+def _find_launcher_plugin() -> None:
+    """Show Hydra our ``hydra_plugins`` folder (hydra/launcher=stacked). An installed nnbench
+    puts it beside the other plugins, where Hydra's scan finds it; an editable install
+    (``make venv``) serves it through an import hook that the scan does not list."""
+    import hydra_plugins
+    import hydra_plugins.nnbench_stacked_launcher as ours
+
+    folder = os.path.dirname(os.path.dirname(ours.__file__))
+    if folder not in list(hydra_plugins.__path__):
+        hydra_plugins.__path__.append(folder)
+
+
 schema.register()
+_find_launcher_plugin()
 # hydra/launcher=joblib_gpus: as many jobs at once as there are GPUs.
 OmegaConf.register_new_resolver("nnbench.gpus", devices.parallel_jobs, replace=True)
 

@@ -116,15 +116,12 @@ def fit_and_test(cfg: DictConfig, parts: Parts, on_epoch, before: bool = False) 
     """Train, then evaluate on the test split unless training diverged. With ``before``,
     the validation scores of the untrained network come first (``initial``): the last
     finite values of a run that diverges in its first epoch."""
-    data, model, loss_fn = parts.data, parts.model, parts.loss_fn
-    initial = {}
-    if before:
-        scores = nb.evaluate(model, loss_fn, data.x_val, data.y_val)
-        initial = {f"val/{key}": value for key, value in scores.items()}
+    data = parts.data
+    initial = initial_scores(parts) if before else {}
     start = time.perf_counter()
     result = nb.fit(
-        model,
-        loss_fn,
+        parts.model,
+        parts.loss_fn,
         parts.optimizer,
         (data.x_train, data.y_train),
         validation=(data.x_val, data.y_val),
@@ -136,14 +133,27 @@ def fit_and_test(cfg: DictConfig, parts: Parts, on_epoch, before: bool = False) 
         callback=on_epoch,
         cuda_graph=cfg.trainer.cuda_graph,
     )
+    return tested(parts, result, time.perf_counter() - start, initial)
+
+
+def initial_scores(parts: Parts) -> dict:
+    """The untrained network's validation scores (``val/loss``, ``val/acc``)."""
+    scores = nb.evaluate(parts.model, parts.loss_fn, parts.data.x_val, parts.data.y_val)
+    return {f"val/{key}": value for key, value in scores.items()}
+
+
+def tested(parts: Parts, result: FitResult, seconds: float, initial: dict) -> RunResult:
+    """The job's `RunResult`: the last epoch's metrics and, unless training diverged, the
+    test split's (``test/mse`` for regression, else ``test/loss`` and ``test/acc``)."""
+    data = parts.data
     final = dict(result.history[-1]) if result.history else {}
     if result.outcome == "completed":
-        test = nb.evaluate(model, loss_fn, data.x_test, data.y_test)
+        test = nb.evaluate(parts.model, parts.loss_fn, data.x_test, data.y_test)
         if data.task == "regression":
             final["test/mse"] = test["loss"]
         else:
             final["test/loss"], final["test/acc"] = test["loss"], test["acc"]
-    return RunResult(parts, result, final, time.perf_counter() - start, initial)
+    return RunResult(parts, result, final, seconds, initial)
 
 
 def train(cfg: DictConfig, job: Job) -> RunResult:
@@ -181,14 +191,15 @@ def open_recorder(cfg: DictConfig, job: Job, backend=None) -> Recorder:
         return tracking.NullRecorder()
     from nnbench.tracking.agent_client import AgentRecorder
 
+    start = run_start(cfg, job, backend)
+    check_store(start)
+    return AgentRecorder.start(**start)
+
+
+def run_start(cfg: DictConfig, job: Job, backend=None) -> dict:
+    """What creates the job's MLflow run: its store, experiment, name, params and tags
+    (`AgentRecorder.start`'s arguments)."""
     parent = job.parent
-    uri = parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri)
-    # A server that is down, a store file that is not a database or a folder that cannot
-    # be written: one line now, before training, not minutes of MLflow's retries later.
-    if tracking.store.is_server(uri):
-        tracking.store.check_server(uri)
-    else:
-        tracking.store.check_store(uri)
     params, _ = _params(cfg)
     tags = {
         "nnbench.backend": backend.name if backend else cfg.backend.name,
@@ -197,14 +208,23 @@ def open_recorder(cfg: DictConfig, job: Job, backend=None) -> Recorder:
         "nnbench.dataset": cfg.dataset.name,
         **tracking.job_tags(job),
     }
-    return AgentRecorder.start(
-        uri=uri,
-        experiment=tracking.experiment_name(cfg.tracking.experiment, job.choices),
-        run_name=run_name(list(job.changed), (parent or {}).get("swept")),
-        params=params,
-        tags=tags,
-        parent=parent,
-    )
+    return {
+        "uri": parent["uri"] if parent else tracking.resolve_uri(cfg.tracking.uri),
+        "experiment": tracking.experiment_name(cfg.tracking.experiment, job.choices),
+        "run_name": run_name(list(job.changed), (parent or {}).get("swept")),
+        "params": params,
+        "tags": tags,
+        "parent": parent,
+    }
+
+
+def check_store(start: dict) -> None:
+    """A server that is down, a store file that is not a database or a folder that cannot
+    be written: one line now, before training, not minutes of MLflow's retries later."""
+    if tracking.store.is_server(start["uri"]):
+        tracking.store.check_server(start["uri"])
+    else:
+        tracking.store.check_store(start["uri"])
 
 
 def _params(cfg: DictConfig) -> tuple[dict, dict]:

@@ -66,10 +66,18 @@ def load(cfg: DictConfig, seed: int):
         raise
 
 
-def build(cfg: DictConfig) -> Parts:
-    """Dataset, backend, model, loss and optimizer, from a checked config."""
-    data = load(cfg.dataset, cfg.seed)
-    backend = nb.get_backend(cfg.backend.name, cfg.backend.dtype, tf32=cfg.backend.tf32)
+def make_backend(cfg: DictConfig):
+    """The backend ``backend.name`` at ``backend.dtype`` (``backend.tf32`` on a GPU)."""
+    return nb.get_backend(cfg.name, cfg.dtype, tf32=cfg.tf32)
+
+
+def build(cfg: DictConfig, data=None, backend=None) -> Parts:
+    """Dataset, backend, model, loss and optimizer, from a checked config; ``data`` and
+    ``backend``, when given, are those the config names, made already (a stacked sweep's
+    members share them)."""
+    data = load(cfg.dataset, cfg.seed) if data is None else data
+    if backend is None:
+        backend = make_backend(cfg.backend)
     model = nb.MLP(
         in_features=data.n_features,
         hidden=list(cfg.model.hidden),

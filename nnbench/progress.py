@@ -54,3 +54,53 @@ def make_progress(mode: str, epochs: int, multirun: bool, stream=None):
     if mode == "bar" or (mode == "auto" and interactive and not multirun):
         return Bar(epochs, stream)
     return Quiet()
+
+
+class StackLine:
+    """One line per stack redrawn in place on a terminal: ``stack 1/2: epoch 7/20, 22 of 24
+    members training``. `clear` wipes it before a job line is printed; the next epoch draws
+    it again."""
+
+    def __init__(self, epochs: int, members: int, stream=None):
+        self.epochs, self.members = epochs, members
+        self.stream = stream if stream is not None else sys.stderr
+        self.shown = False
+
+    def __call__(self, epoch: int, training: int, label: str) -> None:
+        width = len(str(self.epochs))
+        line = f"{label}: epoch {epoch:>{width}}/{self.epochs}, {training} of {self.members}"
+        self.stream.write(f"\r{line} members training\033[K")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+    def close(self) -> None:
+        self.clear()
+
+
+class QuietStack:
+    """No stack line (output not on a terminal, or trainer.progress=none)."""
+
+    def __call__(self, epoch: int, training: int, label: str) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def make_stack_progress(mode: str, epochs: int, members: int, stream=None):
+    """A stacked sweep's line per stack: on a terminal (``auto``), always (``bar``) or
+    never (``none``); the members' job lines are printed as each ends."""
+    stream = stream if stream is not None else sys.stderr
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    if mode == "bar" or (mode == "auto" and interactive):
+        return StackLine(epochs, members, stream)
+    return QuietStack()

@@ -83,6 +83,7 @@ def describe(exc: BaseException) -> str | None:
     """The one-line message for a user mistake, or None when ``exc`` is not one."""
     from hydra.errors import (
         ConfigCompositionException,
+        InstantiationException,
         MissingConfigException,
         OverrideParseException,
     )
@@ -109,7 +110,7 @@ def describe(exc: BaseException) -> str | None:
             return f"Invalid {group}: {option!r} ({allowed})"
         return _first_line(exc)
     cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, ConfigCompositionException) and cause is not None:
+    if isinstance(exc, (ConfigCompositionException, InstantiationException)) and cause:
         described = describe(cause)
         return described if described is not None else _first_line(exc)
     if isinstance(exc, (ConfigKeyError, ConfigAttributeError)):

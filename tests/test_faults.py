@@ -274,13 +274,21 @@ def test_store_deleted_or_locked_mid_sweep(tmp_path, agents, fault):
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 
 
-@pytest.mark.parametrize("target", ["run", "sweep"])
+TARGETS = {
+    "run": LONG,
+    "sweep": (*SWEEP, *LONG),
+    "stack": (*SWEEP, *LONG, "hydra/launcher=stacked"),
+}
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
 @pytest.mark.parametrize("name", list(SIGNALS))
 def test_signal_to_a_run_or_a_sweep(tmp_path, target, name):
     """At a random (seeded) moment after the first epoch: one line, exit 128 + the signal,
-    every epoch logged before the signal kept, the run KILLED, nothing RUNNING."""
+    every epoch logged before the signal kept, the run KILLED (a stack's every member),
+    nothing RUNNING."""
     rng = random.Random(f"{target}-{name}")
-    args = (*SWEEP, *LONG) if target == "sweep" else LONG
+    args = TARGETS[target]
     program = Program(tmp_path, *args)  # the session's warm agent
     try:
         run_id = program.wait_for(lambda: training_run_with_epochs(tmp_path), "an epoch")
@@ -298,6 +306,13 @@ def test_signal_to_a_run_or_a_sweep(tmp_path, target, name):
     assert run.data.tags["nnbench.outcome"] == "interrupted"
     assert epochs_of(tmp_path, run_id) >= logged
     assert_none_running(tmp_path)
+    if target == "stack":  # every member was training: each ends KILLED, its epochs kept
+        members = [r for r in runs(tmp_path) if r.data.tags.get("nnbench.role") != "sweep"]
+        assert len(members) == 3
+        for member in members:
+            assert member.info.status == "KILLED"
+            assert member.data.tags["nnbench.outcome"] == "interrupted"
+            assert epochs_of(tmp_path, member.info.run_id) >= 1
 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGKILL"])

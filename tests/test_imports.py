@@ -30,6 +30,8 @@ ENTRY = (
     "nnbench.flow",
     "nnbench.hydra_job",
     "nnbench.parts",
+    "nnbench.stack_flow",
+    "nnbench.stack_plan",
     "nnbench.sweep_callback",
     "nnbench.user_errors",
 )
@@ -90,6 +92,8 @@ THIRD_PARTY = {
         "nnbench.flow",
         "nnbench.hydra_job",
         "nnbench.parts",
+        "nnbench.stack_flow",
+        "nnbench.stack_plan",
         "nnbench.user_errors",
         HYDRA_CALLBACK,
     ),
@@ -113,6 +117,8 @@ AT_IMPORT = {
         "nnbench.flow",
         "nnbench.hydra_job",
         "nnbench.parts",
+        "nnbench.stack_flow",
+        "nnbench.stack_plan",
         HYDRA_CALLBACK,
     ),
 }

@@ -41,6 +41,7 @@ def needs(module: str, extra: str):
 
 
 LAUNCHERS = {
+    "stacked": ["hydra/launcher=stacked"],
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"],
     # A local Ray instance on this machine's cores, without its dashboard.
@@ -51,6 +52,7 @@ LAUNCHERS = {
     ],
 }
 LAUNCHER_PARAMS = [
+    pytest.param("stacked"),
     pytest.param("joblib", marks=needs("hydra_plugins.hydra_joblib_launcher", "test")),
     pytest.param("submitit_local", marks=needs("hydra_plugins.hydra_submitit_launcher", "slurm")),
     pytest.param("ray", marks=[pytest.mark.slow, needs("hydra_plugins.hydra_ray_launcher", "ray")]),

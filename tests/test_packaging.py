@@ -44,9 +44,12 @@ MY_SWEEP = textwrap.dedent(
 
 
 def _packages_on_disk() -> set[str]:
-    """nnbench's packages, and every folder of conf/ as nnbench.conf.<group>."""
+    """nnbench's packages, its Hydra plugin, and every folder of conf/ as
+    nnbench.conf.<group>."""
     found = {
-        ".".join(i.parent.relative_to(ROOT).parts) for i in ROOT.glob("nnbench/**/__init__.py")
+        ".".join(i.parent.relative_to(ROOT).parts)
+        for pattern in ("nnbench/**/__init__.py", "hydra_plugins/*/__init__.py")
+        for i in ROOT.glob(pattern)
     }
     for folder in (ROOT / "conf").glob("**/"):  # conf itself first
         if "__pycache__" not in folder.parts:
@@ -70,7 +73,8 @@ def installed(tmp_path_factory) -> Path:
     source, target = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("site")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source)
-    for name in ("nnbench", "conf"):  # a copy, so that the build leaves the checkout alone
+    # a copy, so that the build leaves the checkout alone
+    for name in ("nnbench", "conf", "hydra_plugins"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     proc = subprocess.run(
         [
@@ -140,6 +144,21 @@ def test_an_installed_copy_runs_a_users_own_experiment_and_sweep(installed, tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("completed 2 epochs") == 2, proc.stdout
     assert sorted((work / "outputs" / "multirun").glob("*/*/[01]")), "two job folders"
+
+    # Hydra finds the installed launcher plugin beside its own.
+    proc = _nnbench(
+        installed,
+        work,
+        "--config-dir",
+        "my_conf",
+        "+experiment=tiny_xor",
+        "+sweep=two_seeds",
+        "tracking=none",
+        "hydra/launcher=stacked",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Launching 2 jobs stacked: 2 jobs in 1 stack" in proc.stdout, proc.stdout
+    assert proc.stdout.count("completed 2 epochs") == 2, proc.stdout
 
     # The installed configs are all there too, found without the user's folder.
     proc = _nnbench(

@@ -19,6 +19,20 @@ Commands (``op``) and answers:
 - ``abandon {uri, run_id, message}`` -> ``ended``: a run whose agent died with it open
   (the warm agent, killed outright) ends FAILED with the message, if still RUNNING.
 
+A batch of runs open at once (`nnbench.tracking.batch`, the members of a stacked sweep;
+`nnbench.tracking.members` records them):
+
+- ``start_batch {starts: [{uri, experiment, run_name, params, tags, parent}, ...]}`` ->
+  ``started_batch {run_ids}`` (None for a member whose start failed).
+- ``batch_metrics {metrics: [[run, [[key, value, step, timestamp_ms], ...]], ...]}``: every
+  member's pending metrics in one command, one ``log_batch`` per run.
+- ``tags``, ``draw``, ``artifacts``, ``end`` with ``run`` (the member's index): that
+  member's run alone; its ``end`` is not answered.
+- ``batch_end {status, tags}`` -> ``batch_ended``: the members still open get the tags and
+  end with the status.
+A member's failure answers ``error`` with its ``run`` and ends that run FAILED; the
+others go on.
+
 A failing command answers ``error {unavailable, message}``; after it the run still takes
 metrics and tags, as far as the store does, and ``end`` ends it FAILED with that error.
 When stdin closes with a run still open (the training process died, even by SIGKILL), the
@@ -39,6 +53,7 @@ import signal
 import sys
 import traceback
 
+from nnbench.tracking.members import BATCH_OPS, Members
 from nnbench.tracking.run import ERROR_TAG, OUTCOME_TAG, RunRecorder, close
 
 QUIET_LOGGERS = ("mlflow", "alembic", "matplotlib", "urllib3")
@@ -61,6 +76,7 @@ class Agent:
         self.recorder = None
         self.error: str | None = None  # the first failure of the open run
         self.manifest: dict | None = None  # the environment, read at ``warm``
+        self.members: Members | None = None  # a batch's runs (``start_batch``)
 
     def client(self, uri: str):
         """One client per store, opened (and the store created or checked) once, and again
@@ -79,12 +95,18 @@ class Agent:
         """The store ``command`` works on: the one it names, else the open run's."""
         parent = command.get("parent") or {}
         uri = parent.get("uri") or command.get("uri")
-        if uri is not None and command.get("op") in ("warm", "start"):
+        if command.get("op") == "start_batch" and command.get("starts"):
+            start = command["starts"][0]
+            uri = (start.get("parent") or {}).get("uri") or start.get("uri")
+        if uri is not None and command.get("op") in ("warm", "start", "start_batch"):
             self.store = uri
         return uri or self.store
 
     def handle(self, command: dict) -> None:
         op = command.pop("op")
+        if op in BATCH_OPS or "run" in command:
+            self.batch(op, command)
+            return
         if op == "warm":
             self.warm(**command)
             return
@@ -100,6 +122,15 @@ class Agent:
                 self.keep(op, command)
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
+            self.report(exc)
+
+    def batch(self, op: str, command: dict) -> None:
+        """A command of a batch of runs, to their `Members` (one set per connection)."""
+        if self.members is None:
+            self.members = Members(self)
+        try:
+            self.members.handle(op, command)
+        except Exception as exc:  # a malformed command: said, and the members go on
             self.report(exc)
 
     def keep(self, op: str, command: dict) -> None:
@@ -227,7 +258,10 @@ class Agent:
             self.answer({"op": "ended"})
 
     def orphaned(self) -> None:
-        """stdin closed: the training process is gone; end an open run KILLED."""
+        """stdin closed: the training process is gone; end an open run KILLED, and every
+        member of a batch still open."""
+        if self.members is not None:
+            self.members.orphaned()
         if self.recorder is not None:
             try:
                 close(self.recorder, "KILLED", {OUTCOME_TAG: "interrupted"})
