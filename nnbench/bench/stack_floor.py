@@ -26,7 +26,9 @@ from nnbench.errors import invalid
 
 
 class StackFloor:
-    """A callable running a stacked step's batched matrix products alone."""
+    """A callable running a stacked step's batched matrix products alone, on buffers of the
+    shapes, dtype and memory layout the stacked layers use (`Backend.stack_buffer`), through
+    the same `Backend.stack_matmul`."""
 
     def __init__(self, backend, sizes: Sequence[int], members: int, batch_size: int, seed=0):
         self.backend, self.sizes = backend, check_sizes(sizes)
@@ -37,20 +39,26 @@ class StackFloor:
         def randn(shape, scale=1.0):
             return backend.asarray(rng.standard_normal(shape) * scale)
 
+        def activations(features, fill=False):  # (M, B, features), laid out as the layers'
+            buf = backend.stack_buffer(m, (b, features))
+            if fill:
+                buf[...] = randn((m, b, features))
+            return buf
+
         self.weights = [randn((m, o, i), math.sqrt(2.0 / i)) for i, o in layers]  # (M, out, in)
-        self.h = [randn((m, b, self.sizes[0]))] + [backend.empty((m, b, o)) for _, o in layers]
-        self.d = [randn((m, b, o)) for _, o in layers]  # (M, B, out)
+        self.h = [randn((m, b, self.sizes[0]))] + [activations(o) for _, o in layers]
+        self.d = [activations(o, fill=True) for _, o in layers]  # (M, B, out)
         self.grad_w = [backend.empty((m, o, i)) for i, o in layers]
-        self.dx = [backend.empty((m, b, i)) for i, _ in layers]
+        self.dx = [activations(i) for i, _ in layers]
 
     def __call__(self) -> None:
-        mm = self.backend.xp.matmul
+        be = self.backend
         for k, w in enumerate(self.weights):  # forward, layer by layer
-            mm(self.h[k], w.transpose(0, 2, 1), out=self.h[k + 1])
+            be.stack_matmul(self.h[k], be.matrix_transpose(w), self.h[k + 1])
         for k in reversed(range(len(self.weights))):  # backward, last layer first
-            mm(self.d[k].transpose(0, 2, 1), self.h[k], out=self.grad_w[k])
+            be.stack_matmul(be.matrix_transpose(self.d[k]), self.h[k], self.grad_w[k])
             if k > 0:
-                mm(self.d[k], self.weights[k], out=self.dx[k])
+                be.stack_matmul(self.d[k], self.weights[k], self.dx[k])
 
 
 def peak_gemm_gflops(backend, n: int = 1024, samples: int = 5, min_sample_s: float = 0.2):

@@ -120,7 +120,8 @@ class SweepTimer:
         self.count, self.busy = 0, 0
 
     def run_once(self, grid: Grid, entry: Entry) -> float:
-        """Seconds of one whole sweep; raises RuntimeError with its last error line."""
+        """Seconds of one whole sweep; raises RuntimeError with its last error line, or when
+        it left fewer job folders than the grid has jobs."""
         self.count += 1
         sweep_dir = self.folder / "sweeps" / f"{self.count:03d}-{entry.launcher}-{entry.tracking}"
         argv = sweep_command(grid, entry.launcher, entry.tracking, sweep_dir, self.epochs)
@@ -129,6 +130,9 @@ class SweepTimer:
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(last_line(proc.stderr) or f"exit status {proc.returncode}")
+        done = sum(1 for p in sweep_dir.iterdir() if p.name.isdigit()) if sweep_dir.is_dir() else 0
+        if done != grid.jobs:  # a sweep that skipped jobs would look fast
+            raise RuntimeError(f"{done} job folders in {sweep_dir} for {grid.jobs} jobs")
         return elapsed
 
     def warm_up(self, grid: Grid, entries: list[Entry]) -> None:
