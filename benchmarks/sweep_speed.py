@@ -139,10 +139,9 @@ def main(argv=None) -> int:
                     more, rows, ratios = run_sweeps(args, timer, max(peaks.values()))
                 finally:
                     timer.stop_agent()
-                lines += more + [
-                    f"  samples taken while other processes kept the CPUs busy: "
-                    f"{timer.busy} of {timer.count}"
-                ]
+                busy = f"sweeps started while other processes kept the CPUs busy: {timer.busy}"
+                print(f"{busy} of {timer.timed}", flush=True)
+                lines += [*more, f"{busy} of {timer.timed}"]
         if "training" in args.parts:
             more, training, setup = run_training(args, workers)
             lines += more

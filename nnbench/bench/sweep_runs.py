@@ -117,7 +117,7 @@ class SweepTimer:
         self.folder, self.epochs, self.max_wait, self.log = folder, epochs, max_wait, log
         (folder / "agent").mkdir(mode=0o700, parents=True, exist_ok=True)
         self.env = sweep_env(folder)
-        self.count, self.busy = 0, 0
+        self.count, self.timed, self.busy = 0, 0, 0  # sweeps run, timed, timed while busy
 
     def run_once(self, grid: Grid, entry: Entry) -> float:
         """Seconds of one whole sweep; raises RuntimeError with its last error line, or when
@@ -153,6 +153,7 @@ class SweepTimer:
                 if entry.failed:
                     continue
                 self.busy += not wait_idle(self.max_wait)
+                self.timed += 1
                 try:
                     entry.seconds.append(self.run_once(grid, entry))
                 except RuntimeError as exc:
