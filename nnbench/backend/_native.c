@@ -190,14 +190,35 @@
     }                                                                                        \
                                                                                              \
     /* losses[k] = member k's mean cross-entropy; labels of member k at labels + k * ls      \
-     * (ls = 0: one label row shared by every member). A label out of range gives -inf. */  \
+     * (ls = 0: one label row shared by every member). A label out of range gives -inf.     \
+     * With correct != NULL, correct[k] = the rows whose first largest logit is at the      \
+     * label (numpy's argmax: the first NaN, else the first maximum), counted first. */     \
     void cross_entropy_stack_##S(int64_t members, int64_t n, int64_t classes, int64_t zs,    \
                                  int64_t rs, int64_t cs, const T *z, const int64_t *labels,  \
                                  int64_t ls, int64_t gs, int64_t grs, int64_t gcs, T *grad,  \
-                                 double *losses) {                                           \
-        for (int64_t k = 0; k < members; k++)                                                \
-            losses[k] = cross_entropy_##S(n, classes, rs, cs, z + k * zs, labels + k * ls,   \
-                                          grs, gcs, grad + k * gs);                          \
+                                 double *losses, int64_t *correct) {                         \
+        for (int64_t k = 0; k < members; k++) {                                              \
+            const T *zk = z + k * zs;                                                        \
+            const int64_t *yk = labels + k * ls;                                             \
+            if (correct) {                                                                   \
+                int64_t right = 0;                                                           \
+                for (int64_t i = 0; i < n; i++) {                                            \
+                    const T *zr = zk + i * rs;                                               \
+                    T best = zr[0];                                                          \
+                    int64_t arg = 0;                                                         \
+                    for (int64_t j = 1; j < classes && best == best; j++) {                  \
+                        T v = zr[j * cs];                                                    \
+                        if (v > best || v != v) {                                            \
+                            best = v;                                                        \
+                            arg = j;                                                         \
+                        }                                                                    \
+                    }                                                                        \
+                    right += arg == yk[i];                                                   \
+                }                                                                            \
+                correct[k] = right;                                                          \
+            }                                                                                \
+            losses[k] = cross_entropy_##S(n, classes, rs, cs, zk, yk, grs, gcs, grad + k * gs); \
+        }                                                                                    \
     }
 
 KERNELS(float, f32, sqrtf, expf, logf)

@@ -85,7 +85,7 @@ class Kernels:
         self.adam_stack = bind("adam_stack", [i64, i64] + [ptr] * 10)
         self.momentum_stack = bind("momentum_stack", [i64, i64] + [ptr] * 5 + [ctypes.c_int])
         self.cross_entropy_stack = bind(
-            "cross_entropy_stack", [i64] * 6 + [ptr, ptr] + [i64] * 4 + [ptr, ptr]
+            "cross_entropy_stack", [i64] * 6 + [ptr, ptr] + [i64] * 4 + [ptr, ptr, ptr]
         )
 
 

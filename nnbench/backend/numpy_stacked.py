@@ -88,11 +88,12 @@ class NumpyStackedOps(StackedOps):
         self.xp.matmul(self._ones(dout.shape[1]), dout, out=grad_bias)
         return dout
 
-    def stack_cross_entropy(self, logits, labels, dlogits) -> np.ndarray:
+    def stack_cross_entropy(self, logits, labels, dlogits, correct=None) -> np.ndarray:
         members, n, classes = logits.shape
         first = (logits[0], labels[0], dlogits[0])
-        if not (self._fits_native(first[0], first[2]) and _labels_ok(labels, n)):
-            return super().stack_cross_entropy(logits, labels, dlogits)
+        fits = correct is None or (correct.dtype == np.int64 and correct.flags.c_contiguous)
+        if not (fits and self._fits_native(first[0], first[2]) and _labels_ok(labels, n)):
+            return super().stack_cross_entropy(logits, labels, dlogits, correct)
         losses = np.empty(members)
         self._native.cross_entropy_stack(
             members,
@@ -105,9 +106,10 @@ class NumpyStackedOps(StackedOps):
             *_element_strides(dlogits),
             _address(dlogits),
             _address(losses),
+            None if correct is None else _address(correct),
         )
         if (losses == -math.inf).any():  # a label out of range: the solo path reports it
-            return super().stack_cross_entropy(logits, labels, dlogits)
+            return super().stack_cross_entropy(logits, labels, dlogits, correct)
         return losses
 
     def stack_sgd_step(

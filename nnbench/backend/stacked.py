@@ -46,11 +46,14 @@ class StackedOps:
             self.bias_activation_backward(dout[m, ...], grad_bias[m, ...], activation, ym)
         return dout
 
-    def stack_cross_entropy(self, logits, labels, dlogits) -> np.ndarray:
+    def stack_cross_entropy(self, logits, labels, dlogits, correct=None) -> np.ndarray:
         """Member m's mean cross-entropy of logits[m] (B, C) and labels[m] (B,), with its
-        gradient into dlogits[m]; returns the M losses as a host float64 array."""
+        gradient into dlogits[m]; returns the M losses as a host float64 array. With
+        ``correct`` (a host int64 (M,) array), also each member's `count_correct`."""
         losses = np.empty(logits.shape[0])
         for m in range(logits.shape[0]):
+            if correct is not None:
+                correct[m] = self.count_correct(logits[m, ...], labels[m, ...])
             losses[m], _ = self.cross_entropy(logits[m, ...], labels[m, ...], dlogits[m, ...])
         return losses
 

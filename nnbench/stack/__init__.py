@@ -16,6 +16,21 @@ weights written back into its own model.
     results = fit_stack(models, nb.CrossEntropyLoss(), optimizers, [(x, y)] * 4,
                         epochs=20, batch_size=64, seeds=range(4))
 
+Inside, the stack is one model: parameters, gradients and optimizer state are (M, ...)
+arrays with a leading member axis, every matrix product is one batched ``matmul`` over the
+members, and per-member hyperparameters are arrays. Members keep their solo numbers bit
+for bit on NumPy: each member's products and reductions are its solo ones, in the same
+order (`nnbench.backend.stacked`). A member that diverges, stops early or completes
+leaves the stack, which goes on without it.
+
+`Stack` is one training step of the whole stack, for benchmarks and custom loops:
+
+    from nnbench.stack import Stack
+
+    stack = Stack(models, optimizers, nb.CrossEntropyLoss())
+    losses = stack.step(xb, yb)   # xb (M, B, 64), yb (M, B) labels: one step per member
+    stack.write_back()            # each member's weights and state back into its model
+
 `fit_stack_reference` is the same contract written as one `nnbench.fit` per member: the
 oracle the stacked implementation is checked against.
 """

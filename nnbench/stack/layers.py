@@ -16,10 +16,7 @@ and the next matrix product must see each member's solo layout.
 
 from __future__ import annotations
 
-
-def as_blocks(x, members: int):
-    """A layer input as blocks: an array covers every member (or broadcasts from 1)."""
-    return x if isinstance(x, list) else [(0, members, x)]
+from nnbench.backend.base import Backend
 
 
 class StackBuffers:
@@ -47,33 +44,50 @@ class StackDense:
         self.weight, self.bias = params
         self.grad_weight, self.grad_bias = grads
         self.activation, self.input_grad = activation, input_grad
+        self._weight_t = backend.matrix_transpose(self.weight)  # (M, in, out), a view
+        self._out, self._dx = {}, {}  # buffers by batch size
 
     def forward(self, x):
         be = self.backend
-        blocks = as_blocks(x, self.buffers.members)
-        rows, out_features = blocks[0][2].shape[1], self.weight.shape[1]
-        out = self.buffers.get(f"dense{id(self)}", (rows, out_features))  # (M, B, out)
-        for lo, hi, xb in blocks:
-            be.stack_matmul(xb, be.matrix_transpose(self.weight[lo:hi, ...]), out[lo:hi, ...])
-        self._x, self._y = blocks, be.stack_bias_activation(out, self.bias, self.activation)
+        rows = (x if not isinstance(x, list) else x[0][2]).shape[1]
+        out = self._out.get(rows)
+        if out is None:  # (M, B, out)
+            out = self._out[rows] = self.buffers.get(
+                f"dense{id(self)}", (rows, self.weight.shape[1])
+            )
+        if isinstance(x, list):  # blocks of members after a dropout
+            for lo, hi, xb in x:
+                be.stack_matmul(xb, self._weight_t[lo:hi, ...], out[lo:hi, ...])
+        else:
+            be.stack_matmul(x, self._weight_t, out)
+        self._x, self._y = x, be.stack_bias_activation(out, self.bias, self.activation)
         return self._y
 
     def backward(self, dy):
         # dz = f'(z) dy ; dW = dz.T @ x ; db = sum_rows(dz) ; dx = dz @ W
-        be = self.backend
+        be, x = self.backend, self._x
         dz = be.stack_bias_activation_backward(dy, self.grad_bias, self.activation, self._y)
-        for lo, hi, xb in self._x:
-            dzt = be.matrix_transpose(dz[lo:hi, ...])
-            be.stack_matmul(dzt, xb, self.grad_weight[lo:hi, ...])
+        if isinstance(x, list):
+            for lo, hi, xb in x:
+                dzt = be.matrix_transpose(dz[lo:hi, ...])
+                be.stack_matmul(dzt, xb, self.grad_weight[lo:hi, ...])
+        else:
+            be.stack_matmul(be.matrix_transpose(dz), x, self.grad_weight)
         if not self.input_grad:
             return None
-        dx = self.buffers.get(f"dx{id(self)}", (dz.shape[1], self.weight.shape[2]))
+        rows = dz.shape[1]
+        dx = self._dx.get(rows)
+        if dx is None:
+            dx = self._dx[rows] = self.buffers.get(f"dx{id(self)}", (rows, self.weight.shape[2]))
         return be.stack_matmul(dz, self.weight, dx)
 
 
 class StackBatchNorm:
-    """Training-mode batch normalization, member by member with the solo backend calls
-    (gamma, beta (M, n) parameter views; running statistics (M, n) arrays)."""
+    """Training-mode batch normalization of each member's batch (gamma, beta (M, n)
+    parameter views; running statistics (M, n) arrays). The math of the reference
+    `Backend.batchnorm_train` / `batchnorm_backward`, reduced over the batch axis of the
+    whole stack at once (axis 1 of (M, B, n); each member's reduction is its solo one);
+    a backend with its own batch-norm methods gets them member by member instead."""
 
     def __init__(self, backend, buffers, params, grads, running, eps: float, momentum: float):
         self.backend, self.buffers = backend, buffers
@@ -81,37 +95,63 @@ class StackBatchNorm:
         self.grad_weight, self.grad_bias = grads
         self.running_mean, self.running_var = running
         self.eps, self.momentum = eps, momentum
+        kind = type(backend)
+        self._stacked = (
+            kind.batchnorm_train is Backend.batchnorm_train
+            and kind.batchnorm_backward is Backend.batchnorm_backward
+            and kind.moving_average is Backend.moving_average
+        )
 
     def forward(self, x):
         be, n = self.backend, x.shape[1]
         self._xhat = self.buffers.get(f"xhat{id(self)}", x.shape[1:])
+        if not self._stacked:
+            return self._forward_members(x)
+        # mu = mean_rows(x); var = mean_rows((x - mu)^2); s = 1 / sqrt(var + eps)
+        # xhat = (x - mu) s; y = gamma xhat + beta
+        xp = be.xp
+        mean = xp.mean(x, axis=1)  # (M, n)
+        centered = x - mean[:, None, :]
+        var = xp.mean(centered * centered, axis=1)
+        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
+        self._xhat[...] = centered * self._inv_std[:, None, :]
+        x[...] = self.weight[:, None, :] * self._xhat + self.bias[:, None, :]
+        be.moving_average(self.running_mean, mean, self.momentum)
+        be.moving_average(self.running_var, var * (n / (n - 1)), self.momentum)
+        return x
+
+    def backward(self, dy):
+        if not self._stacked:
+            return self._backward_members(dy)
+        # dgamma = sum_rows(dy xhat); dbeta = sum_rows(dy)
+        # dx = gamma s / n (n dy - dbeta - xhat dgamma)
+        xp, n = self.backend.xp, dy.shape[1]
+        self.grad_weight[...] = xp.sum(dy * self._xhat, axis=1)
+        self.grad_bias[...] = xp.sum(dy, axis=1)
+        scale = self.weight * self._inv_std / n
+        inner = n * dy - self.grad_bias[:, None, :] - self._xhat * self.grad_weight[:, None, :]
+        dy[...] = scale[:, None, :] * inner
+        return dy
+
+    def _forward_members(self, x):
+        be, n = self.backend, x.shape[1]
         self._inv_std = []
         for m in range(x.shape[0]):
+            xm = x[m, ...]
             mean, var, inv_std = be.batchnorm_train(
-                x[m, ...],
-                self.weight[m, ...],
-                self.bias[m, ...],
-                self.eps,
-                self._xhat[m, ...],
-                x[m, ...],
+                xm, self.weight[m, ...], self.bias[m, ...], self.eps, self._xhat[m, ...], xm
             )
             be.moving_average(self.running_mean[m, ...], mean, self.momentum)
             be.moving_average(self.running_var[m, ...], var * (n / (n - 1)), self.momentum)
             self._inv_std.append(inv_std)
         return x
 
-    def backward(self, dy):
+    def _backward_members(self, dy):
         be = self.backend
         for m, inv_std in enumerate(self._inv_std):
-            be.batchnorm_backward(
-                dy[m, ...],
-                self._xhat[m, ...],
-                inv_std,
-                self.weight[m, ...],
-                self.grad_weight[m, ...],
-                self.grad_bias[m, ...],
-                dy[m, ...],
-            )
+            dym = dy[m, ...]
+            gamma, grads = self.weight[m, ...], (self.grad_weight[m, ...], self.grad_bias[m, ...])
+            be.batchnorm_backward(dym, self._xhat[m, ...], inv_std, gamma, *grads, dym)
         return dy
 
 

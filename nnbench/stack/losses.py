@@ -24,15 +24,20 @@ class StackLoss:
         kind = type(loss_fn)
         self._fused = kind.compute is CrossEntropyLoss.compute
         self._counts = {
-            CrossEntropyLoss.count_correct: _count_correct,
+            CrossEntropyLoss.count_correct: _count_correct,  # counted in compute when fused
             BCEWithLogitsLoss.count_correct: _count_correct_binary,
         }.get(kind.count_correct)
 
     def compute(self, logits, targets):
-        """(losses, dlogits): host (M,) float64 and an (M, B, out) stack buffer."""
+        """(losses, dlogits): host (M,) float64 and an (M, B, out) stack buffer. The right
+        predictions are counted on the way (`count_correct`)."""
         grad = self._buffers.get("grad", logits.shape[1:])
+        self._correct = None
         if self._fused:
-            return self.backend.stack_cross_entropy(logits, targets, grad), grad
+            members = logits.shape[0]
+            self._correct = np.empty(members, dtype=np.int64)
+            losses = self.backend.stack_cross_entropy(logits, targets, grad, self._correct)
+            return losses, grad
         losses = np.empty(logits.shape[0])
         for m in range(logits.shape[0]):
             losses[m], dm = self.loss_fn.compute(self.backend, logits[m, ...], targets[m, ...])
@@ -40,10 +45,12 @@ class StackLoss:
         return losses, grad
 
     def count_correct(self, logits, targets):
-        """Per member, the number of right predictions (an (M,) host int array), or None
-        for a regression loss."""
+        """Per member, the number of right predictions of the last `compute` (an (M,) host
+        int array), or None for a regression loss."""
         if not self.classification:
             return None
+        if self._correct is not None:
+            return self._correct
         be = self.backend
         if self._counts is not None:
             return be.to_host(self._counts(be.xp, be.int_dtype, logits, targets))

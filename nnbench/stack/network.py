@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from nnbench.nn.activation import Activation
 from nnbench.nn.batchnorm import BatchNorm1d
 from nnbench.nn.dense import Dense
@@ -34,8 +36,7 @@ class StackedMLP:
         for m, model in enumerate(models):
             self.params[m, ...] = model.params
         self.grads = be.zeros((members, size))
-        self.l1 = [model.l1 for model in models]
-        self.l2 = [model.l2 for model in models]
+        self._penalties = _penalty_runs(be, [m.l1 for m in models], [m.l2 for m in models])
         self._views = _stacked_views(be, first, self.params)
         self._grad_views = _stacked_views(be, first, self.grads)
         self._buffers = StackBuffers(be, members)
@@ -94,13 +95,14 @@ class StackedMLP:
         d = dlogits
         for layer in reversed(self.layers):
             d = layer.backward(d)
-        be = self.backend
-        for m, (l1, l2) in enumerate(zip(self.l1, self.l2, strict=True)):
-            if l1 or l2:
-                for dense in self.dense:
-                    be.add_weight_penalty_grad(
-                        dense.grad_weight[m, ...], dense.weight[m, ...], l1, l2
-                    )
+        xp = self.backend.xp
+        for lo, hi, l1, l2 in self._penalties:  # the solo order: the l1 term, then l2
+            for dense in self.dense:
+                grad, weight = dense.grad_weight[lo:hi, ...], dense.weight[lo:hi, ...]
+                if l1 is not None:
+                    grad[...] = grad + xp.sign(weight) * l1
+                if l2 is not None:
+                    grad[...] = grad + weight * l2
 
     # ------------------------------------------------------------------ state
     def write_back(self, models, rows) -> None:
@@ -114,6 +116,24 @@ class StackedMLP:
             for bn, (mean, var) in zip(norms, self._running, strict=True):
                 bn.running_mean[...] = mean[row, ...]
                 bn.running_var[...] = var[row, ...]
+
+
+def _penalty_runs(be, l1, l2):
+    """(lo, hi, l1, l2) per run of consecutive members with the same zero pattern, the
+    coefficients as (k, 1, 1) arrays of the dtype (None where zero): a run's penalty
+    gradient is then a few whole-run operations."""
+    runs, lo = [], 0
+    pattern = [(bool(a), bool(b)) for a, b in zip(l1, l2, strict=True)]
+    for k in range(1, len(pattern) + 1):
+        if k == len(pattern) or pattern[k] != pattern[lo]:
+            if any(pattern[lo]):
+                coefficients = [
+                    be.asarray(np.reshape(values[lo:k], (-1, 1, 1))) if pattern[lo][i] else None
+                    for i, values in enumerate((l1, l2))
+                ]
+                runs.append((lo, k, *coefficients))
+            lo = k
+    return runs
 
 
 def _stacked_views(be, model, flat):

@@ -854,18 +854,29 @@ def test_stack_layer_primitives_are_the_solo_ones_per_member(pair, dtype, rng, k
 @covers("stack_cross_entropy")
 @pytest.mark.parametrize("rows", [1, 13, 129])
 def test_stack_cross_entropy_is_the_solo_one_per_member(pair, dtype, rng, rows):
+    """Losses, gradients and (on request) right predictions; ties and a NaN logit count
+    as argmax counts them (the first maximum, the first NaN)."""
     ref, fast = pair
     members, classes = 3, 5
-    z = [4.0 * randn(rng, (rows, classes), dtype) for _ in range(members)]
+    z = [np.round(2.0 * randn(rng, (rows, classes), dtype)) for _ in range(members)]
+    z[2][0, 3] = np.nan
     labels = rng.integers(0, classes, size=(members, rows))
     grads = fast.stack_buffer(members, (rows, classes))
     flabels = dev(fast, labels, dtype=fast.int_dtype)
-    losses = fast.stack_cross_entropy(_stack_of(fast, z), flabels, grads)
+    correct = np.full(members, -1, dtype=np.int64)
+    losses = fast.stack_cross_entropy(_stack_of(fast, z), flabels, grads, correct)
+    again = fast.stack_cross_entropy(_stack_of(fast, z), flabels, grads)
+    np.testing.assert_array_equal(again, losses)
     for m in range(members):
         loss, grad = fast.cross_entropy(_solo(fast, z[m]), flabels[m, ...], _solo(fast, z[m]))
-        assert losses[m] == loss
+        np.testing.assert_array_equal(losses[m], loss)
         np.testing.assert_array_equal(fast.to_host(grads[m, ...]), fast.to_host(grad))
-        assert losses[m] == pytest.approx(ref.cross_entropy(z[m], labels[m])[0], rel=RTOL[dtype])
+        assert correct[m] == fast.count_correct(_solo(fast, z[m]), flabels[m, ...])
+        assert correct[m] == ref.count_correct(z[m], labels[m])
+        if m < 2:
+            assert losses[m] == pytest.approx(
+                ref.cross_entropy(z[m], labels[m])[0], rel=RTOL[dtype]
+            )
 
 
 @covers("stack_sgd_step", "stack_adam_step")
