@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from nnbench.stack_plan import plan_stacks
@@ -83,12 +84,41 @@ def lines(proc) -> dict[int, str]:
     return jobs(proc.stdout)
 
 
-def test_lr_sweep_lines_equal_the_basic_launchers(tmp_path):
-    basic = lines(run_nnbench(tmp_path, *LR_SWEEP))
-    stacked_proc = run_nnbench(tmp_path, *LR_SWEEP, *STACKED)
+def job_folders(cwd) -> list:
+    (sweep,) = (cwd / "outputs" / "multirun").glob("*/*")
+    return sorted(path for path in sweep.iterdir() if path.is_dir())
+
+
+def hydra_files(folder) -> dict:
+    """A job's .hydra/ files, read, without what names the launcher or the sweep's time."""
+    files = {p.name: yaml.safe_load(p.read_text()) for p in (folder / ".hydra").iterdir()}
+    hydra = files["hydra.yaml"]["hydra"]
+    runtime = hydra["runtime"]
+    for node, key in (
+        (hydra, "launcher"),
+        (hydra["overrides"], "hydra"),
+        (runtime["choices"], "hydra/launcher"),
+        (runtime, "output_dir"),
+        (runtime, "cwd"),
+    ):
+        node.pop(key)
+    return files
+
+
+def test_lr_sweep_lines_and_job_folders_equal_the_basic_launchers(tmp_path):
+    (tmp_path / "basic").mkdir()
+    (tmp_path / "stacked").mkdir()
+    basic = lines(run_nnbench(tmp_path / "basic", *LR_SWEEP))
+    stacked_proc = run_nnbench(tmp_path / "stacked", *LR_SWEEP, *STACKED)
     assert lines(stacked_proc) == basic
     assert "diverged at epoch" in basic[2]
     assert "Launching 3 jobs stacked: 3 jobs in 1 stack" in stacked_proc.stdout
+    # Each job's folder and .hydra/ (config, overrides, Hydra's config) as Hydra writes them.
+    folders = job_folders(tmp_path / "stacked")
+    expected = job_folders(tmp_path / "basic")
+    assert [f.name for f in folders] == [f.name for f in expected] == ["0", "1", "2"]
+    for got, want in zip(folders, expected, strict=True):
+        assert hydra_files(got) == hydra_files(want)
 
 
 def test_seeds_dropout_l2_batchnorm_lines_equal_the_basic_launchers(tmp_path):

@@ -29,6 +29,8 @@ from hydra.core.utils import (
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from hydra_plugins.nnbench_stacked_launcher.compose import Compositions
+
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +63,7 @@ class StackedLauncher(Launcher):
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
+        self.compositions = Compositions(hydra_context.config_loader)
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         from nnbench.stack_plan import plan_stacks
@@ -89,7 +92,7 @@ class StackedLauncher(Launcher):
 
     def _compose(self, idx: int, overrides) -> DictConfig:
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        config = self.compositions.take(self.config, overrides)
         with open_dict(config):
             config.hydra.job.id = idx
             config.hydra.job.num = idx
