@@ -2,8 +2,8 @@
 """How fast a whole sweep runs: Hydra's basic launcher, joblib with 2 jobs and the stacked
 launcher, and stacked training step by step against its floor, a solo model and torch.func.
 
-    python benchmarks/sweep_speed.py            # everything (about 20 minutes on 2 cores)
-    python benchmarks/sweep_speed.py --quick    # a short check (about 2 minutes)
+    python benchmarks/sweep_speed.py            # everything (about 25 minutes on 2 cores)
+    python benchmarks/sweep_speed.py --quick    # a short check (about 3 minutes)
 
 Whole sweeps: the wall time of ``python -m nnbench +sweep=lr`` with the grid as its sweeper
 params (digits, the default model 64-64-64-10, plain SGD, 20 epochs), each sample its own
@@ -12,10 +12,11 @@ process: the 24-point learning-rate grid (log-spaced 1e-4 to 3.16), then the 96-
 in a scratch folder (created, and the warm tracking agent started, by an unmeasured first
 sweep of each variant), the variants interleaved round by round (A B C, then C B A). Beside
 each: the sweep's arithmetic floor, its training FLOPs at the float32 GEMM peak measured
-here on all cores. Training only: the per-member step of `nnbench.stack.Stack` at M = 8, 32,
-128 (B = 64, float32, SGD with momentum and Adam) against its batched products alone, a
-solo nnbench step and PyTorch's torch.func ensemble (stack_module_state + vmap), each
-framework in its own process with the same thread count. Ratios are medians of per-round
+here (a 1024^3 product; the faster of one thread and all cores). Training only: the
+per-member step of `nnbench.stack.Stack` at M = 8, 32, 128 (B = 64, float32, SGD with
+momentum and Adam) against its batched products alone, a solo nnbench step and PyTorch's
+torch.func ensemble (stack_module_state + vmap), each framework in its own process with the
+same thread count. Ratios are medians of per-round
 ratios; the issue's targets are printed beside them, never asserted. The result is also
 recorded in MLflow (experiment ``sweep_speed``; ``--no-track`` to skip).
 """
