@@ -84,5 +84,5 @@ def measure(workers, cells, rounds: int, options: dict, entries=ENTRIES, log=sys
                     notes[label] = answer.get("unavailable") or f"error: {answer.get('error')}"
                     continue
                 results[cell][label].append(statistics.median(answer["step_ms"]))
-        print(f"  training only: round {r + 1}/{rounds} done", file=log, flush=True)
+        print(f"  stacked steps: round {r + 1}/{rounds} done", file=log, flush=True)
     return results, notes
