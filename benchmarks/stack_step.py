@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/stack_step.py [--members 8 32 128] [--optimizer sgd adam]
 
-For each M: ``stack`` is one `nnbench.stack.Stack.step` on (M, B) batches divided by M;
+For each M: ``stack`` is one `nnbench.stack.Stack.step` on (M, B) batches divided by M,
+``halves`` the same with ``threads=2`` (two halves side by side, on two cores);
 ``floor`` the same batched matrix products alone (the stack's own buffers and layouts,
 `stack_matmul`), divided by M; ``solo`` one `nnbench.train.train_step`-equivalent step of a
 single model (checked data, as `nnbench.fit` runs it). Each figure is the median (and min) of
@@ -39,7 +40,7 @@ class StackFloor:
 
     def __init__(self, stack: Stack, x):
         self.be, self.x = stack.backend, x
-        self.dense = stack.network.dense
+        self.dense = stack.parts[0].network.dense
         stack.step(x, self._labels(stack, x))  # allocate every buffer of the step
         self.h = [x] + [layer._y for layer in self.dense]
         self.d = [
@@ -80,6 +81,8 @@ def measure(members: int, optimizer: str, args) -> dict:
     y_host = rng.integers(0, sizes[-1], size=(members, args.batch))
     models, optimizers = make_members(be, members, optimizer, sizes)
     stack = Stack(models, optimizers, nb.CrossEntropyLoss())
+    models2, optimizers2 = make_members(be, members, optimizer, sizes)
+    halves = Stack(models2, optimizers2, nb.CrossEntropyLoss(), threads=2)
     x, y = be.asarray(x_host), be.asarray(y_host, be.int_dtype)
     floor = StackFloor(stack, x)
     solo_model, solo_opt = make_members(be, 1, optimizer, sizes)
@@ -88,10 +91,12 @@ def measure(members: int, optimizer: str, args) -> dict:
 
     variants = {
         "stack": lambda: stack.step(x, y),
+        "halves": lambda: halves.step(x, y),
         "floor": floor,
         "solo": lambda: _step(solo_model[0], loss, solo_opt[0], xs, ys, False),
     }
-    steps = {"stack": max(4, 400 // members), "floor": max(4, 400 // members), "solo": 400}
+    many = max(4, 400 // members)
+    steps = {"stack": many, "halves": many, "floor": many, "solo": 400}
     samples = {name: [] for name in variants}
     with np.errstate(over="ignore", invalid="ignore"):
         for fn in variants.values():
@@ -99,7 +104,7 @@ def measure(members: int, optimizer: str, args) -> dict:
         for _ in range(args.samples):
             for name, fn in variants.items():
                 samples[name].append(timed(fn, steps[name]))
-    per = {"stack": members, "floor": members, "solo": 1}
+    per = {"stack": members, "halves": members, "floor": members, "solo": 1}
     return {
         (name, stat.__name__): stat(values) / per[name] * 1e6
         for name, values in samples.items()
@@ -120,23 +125,23 @@ def main() -> None:
 
     with threadpool_limits(limits=args.threads, user_api="blas"):
         print(f"MLP 64-64-64-10 relu, B={args.batch}, {args.dtype}, BLAS threads {args.threads}")
-        print("us per member step: median of samples (min in brackets); ratios of medians")
-        header = f"{'opt':5} {'M':>4} {'stack':>14} {'floor':>14} {'solo':>14}"
-        print(header + f" {'stack/floor':>12} {'stack/solo':>11}")
+        print("us per member step: median of samples [min]; ratios of medians")
+        names = ("stack", "halves", "floor", "solo")
+        header = f"{'opt':5} {'M':>4} " + " ".join(f"{n:>14}" for n in names)
+        print(header + f" {'stack/floor':>12} {'halves/floor':>13} {'stack/solo':>11}")
         for optimizer in args.optimizer:
             for members in args.members:
                 r = measure(members, optimizer, args)
-                cells = [
-                    f"{r[(k, 'median')]:6.1f} [{r[(k, 'min')]:5.1f}]"
-                    for k in ("stack", "floor", "solo")
-                ]
+                med = {k: r[(k, "median")] for k in names}
+                cells = " ".join(f"{med[k]:6.1f} [{r[(k, 'min')]:5.1f}]" for k in names)
                 ratios = (
-                    r[("stack", "median")] / r[("floor", "median")],
-                    r[("stack", "median")] / r[("solo", "median")],
+                    med["stack"] / med["floor"],
+                    med["halves"] / med["floor"],
+                    med["stack"] / med["solo"],
                 )
                 print(
-                    f"{optimizer:5} {members:4d} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} "
-                    f"{ratios[0]:12.2f} {ratios[1]:11.2f}"
+                    f"{optimizer:5} {members:4d} {cells} "
+                    f"{ratios[0]:12.2f} {ratios[1]:13.2f} {ratios[2]:11.2f}"
                 )
 
 

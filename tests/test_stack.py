@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 import nnbench as nb
 from nnbench.backend.numpy_backend import NumpyBackend
+from nnbench.backend.vector_stacked import VectorStackedOps
 from nnbench.stack import Stack, fit_stack, fit_stack_reference
 from nnbench.train import train_step
 from tests.conftest import make_backend
 
 TIMINGS = ("time/epoch_s", "throughput/samples_per_s")
-DIGITS = load_digits()
+DATASETS = pytest.importorskip(
+    "sklearn.datasets", reason="scikit-learn's digits: pip install 'nnbench[test]'"
+)
+DIGITS = DATASETS.load_digits()
 X, Y = (DIGITS.data / 16.0)[:240], DIGITS.target[:240]
 XV, YV = (DIGITS.data / 16.0)[240:320], DIGITS.target[240:320]
 
@@ -40,9 +43,10 @@ def members(count, backend, *, optimizer="sgd", hidden=(16, 8), out=10, opt=None
     return models, optimizers
 
 
-def both(make, loss_fn, trains, **fit):
+def both(make, loss_fn, trains, rtol=None, threads=1, **fit):
     """Train two fresh copies of the same members, stacked and one by one; compare them
-    completely and return (stacked results, what on_end saw)."""
+    completely (bit for bit, or to ``rtol``) and return (stacked results, what on_end
+    saw)."""
     got, want = {}, {}
     for runner, seen in ((fit_stack, got), (fit_stack_reference, want)):
         models, optimizers = make()
@@ -55,12 +59,13 @@ def both(make, loss_fn, trains, **fit):
         def callback(i, record, seen=seen):
             seen["records"].append((i, record["epoch"]))
 
+        own = {"threads": threads} if runner is fit_stack else {}
         seen["results"] = runner(
-            models, loss_fn, optimizers, trains, callback=callback, on_end=on_end, **fit
+            models, loss_fn, optimizers, trains, callback=callback, on_end=on_end, **fit, **own
         )
         seen["states"] = [m.state_dict() for m in models]
         seen["optim"] = [_optimizer_state(o) for o in optimizers]
-    _assert_same_runs(got, want)
+    _assert_same_runs(got, want, rtol)
     return got["results"], got["ends"]
 
 
@@ -73,7 +78,7 @@ def _optimizer_state(optimizer):
     return state
 
 
-def _assert_same_runs(got, want):
+def _assert_same_runs(got, want, rtol=None):
     for i, (g, w) in enumerate(zip(got["results"], want["results"], strict=True)):
         assert (g.outcome, g.epochs, g.diverged_at, g.stopped_early, g.best_epoch) == (
             w.outcome, w.epochs, w.diverged_at, w.stopped_early, w.best_epoch,
@@ -82,11 +87,15 @@ def _assert_same_runs(got, want):
         for rg, rw in zip(g.history, w.history, strict=True):
             assert set(rg) == set(rw)
             for key in set(rw) - set(TIMINGS):
-                assert rg[key] == rw[key], f"member {i} epoch {rw['epoch']} {key}"
-        _assert_equal_dicts(got["states"][i], want["states"][i], f"member {i} state")
-        _assert_equal_dicts(got["optim"][i], want["optim"][i], f"member {i} optimizer")
+                where = f"member {i} epoch {rw['epoch']} {key}"
+                if rtol is None:  # bit for bit; a diverging model may score NaN both ways
+                    assert np.array_equal(rg[key], rw[key], equal_nan=True), where
+                else:
+                    assert rg[key] == pytest.approx(rw[key], rel=rtol, nan_ok=True), where
+        _assert_equal_dicts(got["states"][i], want["states"][i], f"member {i} state", rtol)
+        _assert_equal_dicts(got["optim"][i], want["optim"][i], f"member {i} optimizer", rtol)
         assert got["ends"][i][0] == w.outcome
-        _assert_equal_dicts(got["ends"][i][1], want["states"][i], f"member {i} at on_end")
+        _assert_equal_dicts(got["ends"][i][1], want["states"][i], f"member {i} at on_end", rtol)
     # callbacks: each member's epochs in order, members in order within an epoch
     for i in range(len(want["results"])):
         mine = [e for j, e in got["records"] if j == i]
@@ -95,10 +104,13 @@ def _assert_same_runs(got, want):
     assert epochs == sorted(epochs)
 
 
-def _assert_equal_dicts(a, b, what):
+def _assert_equal_dicts(a, b, what, rtol=None):
     assert a.keys() == b.keys(), what
     for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=f"{what}: {key}")
+        if rtol is None:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{what}: {key}")
+        else:
+            np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=rtol, err_msg=key)
 
 
 @pytest.fixture(params=["float64", "float32"])
@@ -132,11 +144,42 @@ def test_lr_grid_with_divergence(be, activation):
     assert all(ends[i][0] == r.outcome for i, r in enumerate(results))
 
 
-def test_seeds_and_a_training_set_per_member(be):
+VALIDATIONS = {
+    "distinct": [(XV, YV), (XV[::-1].copy(), YV[::-1].copy()), (XV * 0.5, YV)],  # one stack
+    "one missing": [(XV, YV), None, (XV, YV)],  # each member scored alone
+    "sizes differ": [(XV, YV), (XV[:50], YV[:50]), (XV, YV)],
+    "a reversed view": [(XV, YV), (XV[::-1], YV[::-1]), (XV, YV)],  # read in place alone
+}
+
+
+def test_which_validation_sets_are_scored_as_one_stack():
+    from nnbench.stack.evaluate import StackValidation
+
+    be = NumpyBackend("float64")
+    usable = {
+        name: StackValidation(
+            be,
+            [
+                None if v is None else (be.asarray(v[0]), be.asarray(v[1], be.int_dtype))
+                for v in sets
+            ],
+        ).usable
+        for name, sets in VALIDATIONS.items()
+    }
+    assert usable == {
+        "distinct": True,
+        "one missing": False,
+        "sizes differ": False,
+        "a reversed view": False,
+    }
+
+
+@pytest.mark.parametrize("validation", list(VALIDATIONS))
+def test_seeds_and_a_training_set_per_member(be, validation):
     rng = np.random.default_rng(5)
     trains = [(X[idx], Y[idx]) for idx in (rng.permutation(len(X))[:200] for _ in range(3))]
     make = lambda: members(3, be, opt={"lr": 0.05, "momentum": [0.0, 0.9, 0.5]})  # noqa: E731
-    both(make, CE, trains, seeds=[3, 1, 4], validations=[(XV, YV), None, (XV, YV)], **FIT)
+    both(make, CE, trains, seeds=[3, 1, 4], validations=VALIDATIONS[validation], **FIT)
 
 
 def test_l1_l2_zero_and_nonzero(be):
@@ -229,7 +272,95 @@ def test_strict_backend_tiny_case():
     for batchnorm in (False, True):
         kw = dict(hidden=(4,), dropout=[0.0, 0.3], batchnorm=batchnorm, opt={"lr": [0.1, 0.05]})
         make = lambda kw=kw: members(2, be, **kw)  # noqa: E731
-        both(make, CE, [(X[:40], Y[:40])] * 2, seeds=[0, 1], epochs=2, batch_size=16)
+        fit = dict(seeds=[0, 1], epochs=2, batch_size=16, validations=[(XV, YV)] * 2)
+        both(make, CE, [(X[:40], Y[:40])] * 2, **fit)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations(seed):
+    """Random mixtures of everything above (a fixed seed each): still bit for bit."""
+    rng = np.random.default_rng(seed)
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    count = int(rng.integers(1, 6))
+    per = lambda options: [pick(options) for _ in range(count)]  # noqa: E731
+    be = NumpyBackend(pick(["float32", "float64"]), native=bool(rng.random() < 0.8))
+    kind = pick(["sgd", "adam", "adamw"])
+    opt = {"lr": list(10 ** rng.uniform(-3, 0.5, count)), "weight_decay": per([0.0, 1e-3])}
+    if kind == "sgd":
+        opt["momentum"] = per([0.0, 0.5, 0.9])
+    else:
+        opt["betas"] = per([(0.9, 0.999), (0.8, 0.99)])
+    model = dict(
+        activation=pick(["relu", "leaky_relu", "tanh", "sigmoid", "identity"]),
+        batchnorm=bool(rng.random() < 0.3),
+        hidden=pick([(16, 8), (12,), (), (20, 10, 6)]),
+        dropout=per([0.0, 0.0, 0.2, 0.5]),
+        l1=per([0.0, 1e-4]),
+        l2=per([0.0, 1e-3]),
+    )
+    loss, out, target = pick(
+        [(CE, 10, Y), (nb.MSELoss(), 1, X[:, :3] @ np.array([1.0, -2.0, 0.5]))]
+    )
+    fit = dict(
+        seeds=per([0, 1, 2]),
+        validations=[(XV, YV)] * count if loss is CE and rng.random() < 0.6 else None,
+        epochs=3,
+        batch_size=pick([7, 32, 64, 150]),
+        patience=pick([None, None, 1]),
+        threads=pick([1, 2]),
+    )
+    make = lambda: members(count, be, optimizer=kind, out=out, opt=opt, **model)  # noqa: E731
+    both(make, loss, [(X, target)] * count, **fit)
+
+
+def test_sixteen_members_by_default_threads():
+    """fit_stack's default: two halves from 16 members on (with two cores)."""
+    from nnbench.backend.stacked import auto_threads
+
+    be = NumpyBackend("float32")
+    assert auto_threads(be, 15) == 1 and auto_threads(be, 16) in (1, 2)
+    lrs = list(np.logspace(-3, 0.5, 16))
+    make = lambda: members(16, be, hidden=(8,), opt={"lr": lrs, "momentum": 0.9})  # noqa: E731
+    both(make, CE, [(X, Y)] * 16, seeds=[0] * 16, threads=None, epochs=2, batch_size=64)
+
+
+class VectorNumpy(VectorStackedOps, NumpyBackend):
+    """The whole-stack steps CuPy runs (`VectorStackedOps`), on NumPy."""
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_the_vectorized_steps_a_gpu_runs(optimizer):
+    """Not the solo kernels' bits, so compared to 1e-9 in float64."""
+    be = VectorNumpy("float64")
+    opt = {"lr": [0.01, 0.05, 0.1], "weight_decay": [0.0, 1e-2, 1e-3]}
+    if optimizer == "sgd":
+        opt["momentum"] = [0.0, 0.9, 0.5]
+    kw = dict(optimizer=optimizer, dropout=[0.0, 0.1, 0.2], l2=[0.0, 1e-3, 0.0], opt=opt)
+    make = lambda: members(3, be, **kw)  # noqa: E731
+    fit = dict(seeds=[0, 1, 2], validations=[(XV, YV)] * 3, **FIT)
+    both(make, CE, [(X, Y)] * 3, rtol=1e-9, **fit)
+
+
+@pytest.mark.parametrize("case", ["divergence", "dropout and batch norm", "adam", "patience"])
+def test_two_threads_give_the_same_numbers(be, case):
+    """Halves of the stack stepping side by side (members diverging and stopping in
+    either half, the halves rebuilt smaller)."""
+    target = X[:, :3] @ np.array([1.0, -2.0, 0.5])
+    lrs = [0.001, 30.0, 0.1, 1.0, 0.01]
+    regression = dict(out=1, activation="leaky_relu", opt={"lr": lrs})
+    regularized = dict(dropout=[0.0, 0.2, 0.0, 0.5, 0.1], batchnorm=True, opt={"lr": 0.05})
+    adam = dict(optimizer="adam", opt={"lr": [1e-3, 1e-2, 3e-3, 1e-4, 3e-2]})
+    sgd = dict(opt={"lr": [0.3, 0.01, 1.0, 0.1, 0.05], "momentum": 0.9})
+    stopping = {"patience": 1, "validations": [(XV, YV)] * 5}
+    cases = {
+        "divergence": (regression, nb.MSELoss(), target, {}),
+        "dropout and batch norm": (regularized, CE, Y, {}),
+        "adam": (adam, CE, Y, {}),
+        "patience": (sgd, CE, Y, stopping),
+    }
+    kw, loss, target, fit = cases[case]
+    make = lambda: members(5, be, **kw)  # noqa: E731
+    both(make, loss, [(X, target)] * 5, seeds=[0, 1, 2, 3, 4], threads=2, **fit, **FIT)
 
 
 # ---------------------------------------------------------------------------- the stack
@@ -240,9 +371,9 @@ def test_members_leave_the_stack(monkeypatch):
     sizes = []
 
     class Recording(Stack):
-        def __init__(self, models, optimizers, loss_fn):
+        def __init__(self, models, optimizers, loss_fn, **options):
             sizes.append(len(models))
-            super().__init__(models, optimizers, loss_fn)
+            super().__init__(models, optimizers, loss_fn, **options)
 
     monkeypatch.setattr(run_module, "Stack", Recording)
     be, target = NumpyBackend("float64"), X[:, :3] @ np.array([1.0, -2.0, 0.5])

@@ -40,6 +40,7 @@ from nnbench.backend._cupy import import_cupy
 from nnbench.backend._cupy_kernels import ACTIVATION_CODES, BLOCK, kernels
 from nnbench.backend.base import Backend
 from nnbench.backend.numpy_backend import NumpyBackend
+from nnbench.backend.vector_stacked import VectorStackedOps
 
 # Cross-entropy and counting run in one block of threads: beyond this many logits the
 # NumPy path (several kernels, all of the GPU) is faster.
@@ -57,7 +58,7 @@ class PhiloxGenerator:
         self.state[1:] += 1
 
 
-class CupyBackend(NumpyBackend):
+class CupyBackend(VectorStackedOps, NumpyBackend):
     name = "cupy"
 
     def __init__(self, dtype: str = "float32", fused: bool = True, tf32: bool = False):

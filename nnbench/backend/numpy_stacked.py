@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from nnbench.backend import _blas
+from nnbench.backend._native import address as _address
 from nnbench.backend.stacked import StackedOps
 
 _SLOPES = {"relu": 0.0, "leaky_relu": 0.01}  # the activations the C kernels fuse
@@ -49,12 +50,11 @@ class NumpyStackedOps(StackedOps):
         fused = slope is not None and self._fits_native(y[0], bias[0])
         wide = _wide(y)
         if fused and wide is not None:
-            flat = self._contiguous_bias(bias)
+            flat, (rows, _), steps = self._contiguous_bias(bias), wide.shape, _steps(wide)
+            at, bias_at, size = _address(y), _address(flat), y.itemsize  # wide starts at y
             for lo, hi in _chunks(y.shape[0], y.shape[2]):
-                w = wide[:, lo:hi]
-                rows, cols = w.shape
-                steps = _steps(w)
-                self._native.bias_act(rows, cols, *steps, _address(w), _address(flat[lo:]), slope)
+                w_at, b_at = at + lo * steps[1] * size, bias_at + lo * size
+                self._native.bias_act(rows, hi - lo, *steps, w_at, b_at, slope)
             return y
         if fused:  # not feature-major: the solo call per member
             return super().stack_bias_activation(y, bias, activation)
@@ -70,14 +70,14 @@ class NumpyStackedOps(StackedOps):
         if self._fuses_bias_activation_backward(dout[0], grad_bias[0], activation, ym):
             if wide is None or wide_y is None or wide.strides != wide_y.strides:
                 return super().stack_bias_activation_backward(dout, grad_bias, activation, y)
-            members, _, n = dout.shape
+            members, rows, n = dout.shape
             flat = self._scratch("stack_bias_grad", (members * n,))
-            slope = _SLOPES[activation]
+            slope, steps, size = _SLOPES[activation], _steps(wide), dout.itemsize
+            at = (_address(y), _address(dout), _address(flat))  # the wide views start there
             for lo, hi in _chunks(members, n):
-                w, wy = wide[:, lo:hi], wide_y[:, lo:hi]
-                rows, cols = w.shape
-                at = (_address(wy), _address(w), slope, _address(flat[lo:]))
-                self._native.act_backward(rows, cols, *_steps(w), *at)
+                shift = lo * steps[1] * size
+                chunk = (at[0] + shift, at[1] + shift, slope, at[2] + lo * size)
+                self._native.act_backward(rows, hi - lo, *steps, *chunk)
             grad_bias[...] = flat.reshape(members, n)
             return dout
         if activation != "identity":
@@ -85,7 +85,7 @@ class NumpyStackedOps(StackedOps):
             d, yy = (wide, wide_y) if same else (dout, y)
             self.activation_backward(activation, yy, d, out=d)
         # one GEMV per member with ones, the solo bias gradient
-        self.xp.matmul(self._ones(dout.shape[1]), dout, out=grad_bias)
+        self.stack_matmul(self._ones(dout.shape[1]), dout, grad_bias)
         return dout
 
     def stack_cross_entropy(self, logits, labels, dlogits, correct=None) -> np.ndarray:
@@ -131,11 +131,13 @@ class NumpyStackedOps(StackedOps):
             )
         g = self._decayed(params, grads, weight_decay, scratch[0])
         # Momentum-free members: p -= lr g is the kernel's first step (b = g; p -= lr b).
+        size, row = params.shape[1], params.shape[1] * params.itemsize
+        stacks = [_address(a) for a in (params, g, bufs)]  # rows lo.. at offsets lo * row
         for lo, hi in _runs([bool(mu) for mu in momentum]):
             mus, lrs = self._scalars(momentum[lo:hi]), self._scalars(lr[lo:hi])
-            rows = (params[lo:hi], g[lo:hi], bufs[lo:hi], mus, lrs)
+            at = [a + lo * row for a in stacks] + [_address(mus), _address(lrs)]
             again = bool(first) or not momentum[lo]
-            self._native.momentum_stack(hi - lo, params.shape[1], *map(_address, rows), again)
+            self._native.momentum_stack(hi - lo, size, *at, again)
 
     def stack_adam_step(
         self, params, grads, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled, step, scratch
@@ -172,7 +174,7 @@ class NumpyStackedOps(StackedOps):
             size,
             [e * r for e, r in zip(eps, roots, strict=True)],
         )
-        scalars = [self._scalars(s) for s in scalars]
+        scalars = [self._scalars(s, keep=k < 4) for k, s in enumerate(scalars)]
         arrays = (params, g, m, v, *scalars)
         self._native.adam_stack(params.shape[0], params.shape[1], *map(_address, arrays))
 
@@ -188,10 +190,18 @@ class NumpyStackedOps(StackedOps):
                 out[m] = grads[m]
         return out
 
-    def _scalars(self, values):
+    def _scalars(self, values, keep: bool = True):
         """Per-member scalars as an (M, 1) array of the dtype (the C kernels' float type:
-        each rounds from the Python float as a ctypes argument does)."""
-        return np.asarray(values, dtype=self.dtype).reshape(-1, 1)
+        each rounds from the Python float as a ctypes argument does); ``keep``: kept per
+        values (hyperparameters come back every step, step-dependent scalars do not)."""
+        key = ("stack_scalars", tuple(values), self.dtype)
+        found = self._scratch_cache.get(key) if keep else None
+        if found is None:
+            found = np.asarray(values, dtype=self.dtype).reshape(-1, 1)
+            if keep:
+                found.flags.writeable = False
+                self._scratch_cache[key] = found
+        return found
 
     def _stack_fits(self, *stacks) -> bool:
         """(M, P) C-contiguous NumPy stacks of the dtype, with the C kernels present."""
@@ -253,7 +263,3 @@ def _element_strides(a):
 
 def _steps(a):
     return a.strides[0] // a.itemsize, a.strides[1] // a.itemsize
-
-
-def _address(a) -> int:
-    return a.__array_interface__["data"][0]

@@ -47,7 +47,7 @@ class StackDense:
         self._weight_t = backend.matrix_transpose(self.weight)  # (M, in, out), a view
         self._out, self._dx = {}, {}  # buffers by batch size
 
-    def forward(self, x):
+    def forward(self, x, training: bool = True):
         be = self.backend
         rows = (x if not isinstance(x, list) else x[0][2]).shape[1]
         out = self._out.get(rows)
@@ -102,8 +102,10 @@ class StackBatchNorm:
             and kind.moving_average is Backend.moving_average
         )
 
-    def forward(self, x):
+    def forward(self, x, training: bool = True):
         be, n = self.backend, x.shape[1]
+        if not training:
+            return self._evaluate(x)
         self._xhat = self.buffers.get(f"xhat{id(self)}", x.shape[1:])
         if not self._stacked:
             return self._forward_members(x)
@@ -133,6 +135,18 @@ class StackBatchNorm:
         dy[...] = scale[:, None, :] * inner
         return dy
 
+    def _evaluate(self, x):
+        """y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, in place."""
+        if not self._stacked:
+            for m in range(x.shape[0]):
+                xm, stats = x[m, ...], (self.running_mean[m, ...], self.running_var[m, ...])
+                gamma, beta = self.weight[m, ...], self.bias[m, ...]
+                self.backend.batchnorm_eval(xm, *stats, gamma, beta, self.eps, xm)
+            return x
+        scale = self.weight / self.backend.xp.sqrt(self.running_var + self.eps)
+        x[...] = (x - self.running_mean[:, None, :]) * scale[:, None, :] + self.bias[:, None, :]
+        return x
+
     def _forward_members(self, x):
         be, n = self.backend, x.shape[1]
         self._inv_std = []
@@ -161,7 +175,7 @@ class StackActivation:
     def __init__(self, backend, kind: str):
         self.backend, self.kind = backend, kind
 
-    def forward(self, z):
+    def forward(self, z, training: bool = True):
         # elementwise: the solo method on the whole (M, B, n) array
         self._y = self.backend.activation(self.kind, z, out=z)
         return self._y
@@ -177,7 +191,9 @@ class StackDropout:
         self.backend, self.buffers, self.p, self.rngs = backend, buffers, p, rngs
         self._runs = list(_runs([q > 0 for q in p]))
 
-    def forward(self, x):
+    def forward(self, x, training: bool = True):
+        if not training:
+            return x
         be, shape = self.backend, x.shape[1:]
         self._mask = self.buffers.get(f"mask{id(self)}", shape, activation=False)
         y = self.buffers.get(f"y{id(self)}", shape, activation=False)

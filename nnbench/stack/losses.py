@@ -62,11 +62,17 @@ class StackLoss:
 
 def _count_correct(xp, int_dtype, logits, labels):
     """Per member, the rows whose largest logit is at the label (ties: the first index)."""
-    predicted = xp.astype(xp.argmax(logits, axis=2), labels.dtype)
-    return xp.sum(xp.astype(predicted == labels, int_dtype), axis=1)
+    predicted = _astype(xp, xp.argmax(logits, axis=2), labels.dtype)
+    return xp.sum(_astype(xp, predicted == labels, int_dtype), axis=1)
 
 
 def _count_correct_binary(xp, int_dtype, logits, target):
     """Per member, the elements where [logit > 0] equals the 0/1 target."""
-    right = xp.astype(xp.astype(logits > 0, target.dtype) == target, int_dtype)
+    right = _astype(xp, _astype(xp, logits > 0, target.dtype) == target, int_dtype)
     return xp.sum(xp.reshape(right, (right.shape[0], -1)), axis=1)
+
+
+def _astype(xp, a, dtype):
+    """The array API's ``xp.astype`` where the namespace has it, else the array's method
+    (older CuPy)."""
+    return xp.astype(a, dtype) if hasattr(xp, "astype") else a.astype(dtype)

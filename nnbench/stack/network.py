@@ -27,9 +27,9 @@ from nnbench.stack.layers import (
 class StackedMLP:
     """Members' `nnbench.MLP`s (one architecture) gathered into stacked arrays."""
 
-    def __init__(self, models):
+    def __init__(self, models, backend=None):
         first = models[0]
-        self.backend = be = first.backend
+        self.backend = be = first.backend if backend is None else backend
         self.members = members = len(models)
         size = first.num_parameters
         self.params = be.empty((members, size))
@@ -82,12 +82,13 @@ class StackedMLP:
         return tuple(self._views[k] for k in keys), tuple(self._grad_views[k] for k in keys)
 
     # ------------------------------------------------------------------ computation
-    def forward(self, x):
-        """Logits (M, B, out) of a training forward pass on x (M, B, in), or (1, B, in)
-        shared by every member; a stack-owned buffer that the next pass overwrites."""
+    def forward(self, x, training: bool = True):
+        """Logits (M, B, out) of a forward pass on x (M, B, in), or (1, B, in) shared by
+        every member; a stack-owned buffer that the next pass overwrites. ``training``
+        as in `MLP.forward` (batch statistics and dropout, else evaluation mode)."""
         h = x
         for layer in self.layers:
-            h = layer.forward(h)
+            h = layer.forward(h, training)
         return h
 
     def backward(self, dlogits) -> None:

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from nnbench.epoch import EpochResult
+from nnbench.stack.evaluate import StackValidation
 from nnbench.stack.step import Stack
 from nnbench.train import FitResult, _epoch_record, _quiet_divergence
 
@@ -23,20 +24,23 @@ class StackRun:
     """Members ``ids`` (indices into ``models``) train in ``stack``, in that row order;
     ``done`` holds those that have finished (their state is in their solo objects)."""
 
-    def __init__(self, models, optimizers, loss_fn, data, validations):
+    def __init__(self, models, optimizers, loss_fn, data, validations, threads: int = 1):
         self.models, self.optimizers, self.loss_fn = models, optimizers, loss_fn
         self.data, self.validations = data, validations
+        self.scoring = StackValidation(models[0].backend, validations)
         self.results = [FitResult(outcome="completed", epochs=0) for _ in models]
         self.best = [math.inf] * len(models)
         self.stopping = (None, 0.0)  # (patience, min_delta)
         self.callback = self.on_end = None
         self.done: set = set()
+        self.threads = threads
         self.ids = list(range(len(models)))
         self.stack = self._build(self.ids)
 
     def _build(self, ids) -> Stack:
         models = [self.models[i] for i in ids]
-        return Stack(models, [self.optimizers[i] for i in ids], self.loss_fn)
+        optimizers = [self.optimizers[i] for i in ids]
+        return Stack(models, optimizers, self.loss_fn, threads=self.threads)
 
     def write_back_unfinished(self) -> None:
         """Every member still training gets its current state back (on an exception)."""
@@ -52,12 +56,16 @@ class StackRun:
         if not self.ids:
             return
         self.stack.write_back()
+        scores = self.scoring.score(self.stack, self.ids) if self.scoring.usable else None
         records = []
         for row, i in enumerate(self.ids):
             count = None if correct is None else int(correct[row])
             stats = EpochResult(float(totals[row]) / seen, count, seen)
-            model, validation = self.models[i], self.validations[i]
-            records.append(_epoch_record(model, self.loss_fn, epoch, stats, validation))
+            validation = None if scores else self.validations[i]  # else scored alone
+            record = _epoch_record(self.models[i], self.loss_fn, epoch, stats, validation)
+            if scores:
+                record.update({f"val/{key}": value for key, value in scores[row].items()})
+            records.append(record)
         elapsed = time.perf_counter() - start
         for i, record in zip(list(self.ids), records, strict=True):
             record["time/epoch_s"] = elapsed
@@ -95,11 +103,10 @@ class StackRun:
             if end - begin == 1 and batchnorm:  # fit skips a lone last row with batch norm
                 continue
             x, y = data.batch(orders, begin, end)
-            losses = self.stack.forward_loss(x, y)
+            losses = self.stack.train_step(x, y)  # a diverged member's state is back already
             keep = np.isfinite(losses)
-            for row in np.flatnonzero(~keep):  # diverged: the weights of the last finite loss
+            for row in np.flatnonzero(~keep):
                 self._diverge(int(row), epoch, step)
-            self.stack.backward_update()
             totals = totals[keep] + losses[keep] * (end - begin)
             if correct is not None:
                 correct = correct[keep] + self.stack.count_correct(y)[keep]
@@ -114,8 +121,7 @@ class StackRun:
     # ------------------------------------------------------------------ members leaving
     def _diverge(self, row: int, epoch: int, step: int) -> None:
         """The member at ``row`` diverged at (epoch, step): its state (before this step's
-        update) goes back now; it leaves the stack after the step."""
-        self.stack.write_back([row])
+        update) is back in its solo objects (`Stack.train_step`); it leaves the stack."""
         i = self.ids[row]
         result = self.results[i]
         result.outcome, result.diverged_at = "diverged", (epoch, step)

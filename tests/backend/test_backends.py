@@ -19,6 +19,7 @@ from nnbench.backend._cupy import device_count
 from nnbench.backend.base import ACTIVATIONS, DTYPES, Backend
 from nnbench.backend.cupy_backend import CupyBackend
 from nnbench.backend.numpy_backend import NumpyBackend
+from nnbench.backend.vector_stacked import VectorStackedOps
 from tests.conftest import make_backend
 
 RTOL = {"float64": 1e-12, "float32": 1e-5}
@@ -951,3 +952,78 @@ def test_stack_optimizer_steps_are_the_solo_ones_per_member(pair, dtype, rng, op
                     **hyper,
                 )
         assert_per_member(fast, sp, [s[0] for s in solo])
+
+
+class VectorNumpy(VectorStackedOps, NumpyBackend):
+    """CuPy's whole-stack steps (`VectorStackedOps`) on NumPy's namespace."""
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam", "adamw"])
+def test_vectorized_stack_steps_match_the_members_solo_steps(dtype, rng, optimizer):
+    """The array forms CuPy runs give each member its solo results, up to rounding."""
+    fast, solo_be = VectorNumpy(dtype), NumpyBackend(dtype)
+    members, size, rows, classes = 4, 37, 13, 5
+    p = randn(rng, (members, size), dtype)
+    sp, state = p.copy(), [np.zeros((members, size), dtype) for _ in range(2)]
+    solo = [(p[m].copy(), np.zeros(size, dtype), np.zeros(size, dtype)) for m in range(members)]
+    scratch = (np.empty((size,), dtype), np.empty((size,), dtype))
+    lr, wd = [0.1, 0.01, 0.3, 0.05], [0.0, 0.1, 0.0, 0.01]
+    momentum = [0.9, 0.5, 0.9, 0.8] if optimizer == "nesterov" else [0.0, 0.9, 0.5, 0.0]
+    adam = dict(beta1=[0.9, 0.8, 0.95, 0.9], beta2=[0.999, 0.99, 0.9, 0.999], eps=[1e-8] * 4)
+    for step in range(1, 4):
+        g = randn(rng, (members, size), dtype)
+        if optimizer in ("sgd", "nesterov"):
+            hyper = dict(nesterov=optimizer == "nesterov", first=step == 1)
+            fast.stack_sgd_step(
+                sp, g, state[0], lr=lr, momentum=momentum, weight_decay=wd, scratch=None, **hyper
+            )
+            for m, (pm, bm, _) in enumerate(solo):
+                buf = bm if momentum[m] else None
+                solo_be.sgd_step(
+                    pm,
+                    g[m],
+                    buf,
+                    lr=lr[m],
+                    momentum=momentum[m],
+                    weight_decay=wd[m],
+                    scratch=scratch,
+                    **hyper,
+                )
+        else:
+            decoupled = optimizer == "adamw"
+            fast.stack_adam_step(
+                sp,
+                g,
+                *state,
+                lr=lr,
+                weight_decay=wd,
+                decoupled=decoupled,
+                step=step,
+                scratch=None,
+                **adam,
+            )
+            for m, (pm, mm, vm) in enumerate(solo):
+                hyper = {key: value[m] for key, value in adam.items()}
+                solo_be.adam_step(
+                    pm,
+                    g[m],
+                    mm,
+                    vm,
+                    lr=lr[m],
+                    weight_decay=wd[m],
+                    decoupled=decoupled,
+                    step=step,
+                    scratch=scratch,
+                    **hyper,
+                )
+        for m in range(members):
+            assert_close(fast, sp[m], solo[m][0], dtype)
+    z = 4.0 * randn(rng, (members, rows, classes), dtype)
+    labels = rng.integers(0, classes, size=(members, rows))
+    grads, correct = np.empty_like(z), np.empty(members, dtype=np.int64)
+    losses = fast.stack_cross_entropy(z, labels, grads, correct)
+    for m in range(members):
+        loss, grad = solo_be.cross_entropy(z[m], labels[m], np.empty_like(z[m]))
+        assert losses[m] == pytest.approx(loss, rel=RTOL[dtype])
+        assert_close(fast, grads[m], grad, dtype)
+        assert correct[m] == solo_be.count_correct(z[m], labels[m])
