@@ -10,11 +10,13 @@
    job line, the objective Hydra's sweepers minimize.
 
 Ctrl-C or SIGTERM ends every unfinished member KILLED, a crash ends them FAILED with the
-message; what they logged is kept. The config is read here and in the launcher only.
+message (the batch of runs does, as it closes); what they logged is kept. The config is
+read here and in the launcher only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -40,7 +42,6 @@ from nnbench.parts import Parts, build, load, make_backend
 from nnbench.progress import make_stack_progress
 from nnbench.stack import fit_stack
 from nnbench.tracking import Job, Recorder
-from nnbench.tracking.run import ERROR_TAG, close
 from nnbench.train import FitResult
 from nnbench.user_errors import describe
 
@@ -107,26 +108,27 @@ def train_members(members: list[Member], label: str) -> dict[int, float]:
     outcomes: dict[int, float] = {}
     progress = make_stack_progress(first.trainer.progress, first.trainer.epochs, len(members))
     with sigterm_as_interrupt():  # from the runs' creation on, SIGTERM ends them KILLED
-        batch = open_recorders(members, label)
-        start = time.perf_counter()
+        # Leaving this block ends the runs still open: KILLED for Ctrl-C or SIGTERM, FAILED
+        # with the message for a crash; what they logged is kept.
+        with open_recorders(members, label):
+            for member in members:
+                _ = member.recorder.run_id  # every run exists before training starts
+                if member.cfg.tracking.name != "none":
+                    member.initial = initial_scores(member.parts)
+            start = time.perf_counter()
 
-        def on_epoch(k: int, record: dict) -> None:
-            members[k].recorder.log_epoch(record)
-            progress(record["epoch"], sum(not m.ended for m in members), label)
+            def on_epoch(k: int, record: dict) -> None:
+                members[k].recorder.log_epoch(record)
+                progress(record["epoch"], sum(not m.ended for m in members), label)
 
-        def on_end(k: int, result: FitResult) -> None:
-            progress.clear()
-            outcomes[k] = finish(members[k], result, time.perf_counter() - start)
+            def on_end(k: int, result: FitResult) -> None:
+                progress.clear()
+                outcomes[k] = finish(members[k], result, time.perf_counter() - start)
 
-        try:
-            stack_fit(members, on_epoch, on_end)
-        except BaseException as exc:
-            end_unfinished(members, exc)
-            raise
-        finally:
-            progress.close()
-            if batch is not None:
-                batch.close()
+            try:
+                stack_fit(members, on_epoch, on_end)
+            finally:
+                progress.close()
     return outcomes
 
 
@@ -142,13 +144,15 @@ def build_members(members: list[Member], backend) -> None:
 
 
 def open_recorders(members: list[Member], label: str):
-    """Every member's run, created in one batch before training (tracking=none: recorders
-    that record nothing); the batch, or None. Each run carries the tag ``nnbench.stack``
-    (``stack 1/2, 24 members``): its time/epoch_s is the stack's."""
+    """Every member's run, created in one batch (tracking=none: recorders that record
+    nothing). Each run carries
+    the tag ``nnbench.stack`` (``stack 1/2, 24 members``): its time/epoch_s is the stack's.
+    Returns the batch (`nnbench.tracking.batch.RecorderBatch`, a context manager that ends
+    the runs still open), or a null context."""
     if members[0].cfg.tracking.name == "none":
         for member in members:
             member.recorder = tracking.NullRecorder()
-        return None
+        return contextlib.nullcontext()
     from nnbench.tracking.batch import RecorderBatch
 
     backend = members[0].parts.backend
@@ -159,9 +163,6 @@ def open_recorders(members: list[Member], label: str):
     batch = RecorderBatch.start(starts)
     for member, recorder in zip(members, batch.recorders, strict=True):
         member.recorder = recorder
-    for member in members:
-        _ = member.recorder.run_id  # every run exists before training starts
-        member.initial = initial_scores(member.parts)
     return batch
 
 
@@ -194,20 +195,3 @@ def finish(member: Member, result: FitResult, seconds: float) -> float:
         close_record(member.cfg, member.job, member.recorder, run)
     print(job_line(member.job, result.message, run.metrics), flush=True)
     return objective(result.outcome, run.metrics)
-
-
-def end_unfinished(members: list[Member], exc: BaseException) -> None:
-    """End the runs of the members still training: KILLED for Ctrl-C or SIGTERM, FAILED
-    with the message for anything else; what they logged is kept."""
-    if isinstance(exc, KeyboardInterrupt):
-        status, tags = "KILLED", {tracking.OUTCOME_TAG: "interrupted"}
-    else:
-        status = "FAILED"
-        tags = {tracking.OUTCOME_TAG: "failed", ERROR_TAG: f"{type(exc).__name__}: {exc}"}
-    for member in members:
-        if not member.ended and member.recorder is not None:
-            member.ended = True
-            try:
-                close(member.recorder, status, tags)
-            except Exception:  # the batch's close reports what the store refused
-                pass

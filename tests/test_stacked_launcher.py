@@ -233,3 +233,21 @@ def test_a_second_run_of_a_stacked_sweep_skips_every_job(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     done = jobs(again.stdout)
     assert len(done) == 3 and all("skipped, already" in line for line in done.values()), done
+
+
+def test_one_progress_line_per_stack(tmp_path):
+    """trainer.progress=bar (what a terminal gets): the stack's line, redrawn in place,
+    then wiped before the job lines."""
+    proc = run_nnbench(
+        tmp_path,
+        "+sweep=lr",
+        "optimizer.lr=0.01,10.0",
+        "trainer.epochs=2",
+        "trainer.progress=bar",
+        *STACKED,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # lr=10 diverges in its first epoch and leaves the stack before that epoch's line
+    assert "\rstack 1/1: epoch 1/2, 1 of 2 members training\033[K" in proc.stderr
+    assert "\rstack 1/1: epoch 2/2, 1 of 2 members training\033[K" in proc.stderr
+    assert proc.stderr.rstrip("\n").endswith("\r\033[K")
