@@ -39,6 +39,7 @@ from nnbench.bench.comparison import (  # noqa: E402
     met,
     targets_met,
 )
+from nnbench.bench.idle import wait_idle  # noqa: E402
 from nnbench.bench.process import WorkerProcess  # noqa: E402
 from nnbench.machine import OPENBLAS_OVERRIDES, THREAD_VARIABLES  # noqa: E402
 
@@ -99,35 +100,6 @@ def entries_for(optimizer: str, with_sklearn: bool = True) -> list:
     if with_sklearn:
         entries.append(("sklearn", "sklearn", optimizer))
     return entries
-
-
-def cpu_busy(interval: float = 0.3) -> float | None:
-    """Fraction of all CPUs busy over ``interval`` seconds (Linux /proc/stat), else None.
-    Our own workers are idle while this runs, so it measures everyone else."""
-
-    def read():
-        with open("/proc/stat", encoding="ascii") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = read()
-        time.sleep(interval)
-        total1, idle1 = read()
-    except OSError:
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
-def wait_idle(max_wait: float, threshold: float = 0.10) -> bool:
-    """Wait up to ``max_wait`` seconds for the machine to be idle; True if it is."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        busy = cpu_busy()
-        if busy is None or busy < threshold:
-            return True
-        if time.monotonic() >= deadline:
-            return False
 
 
 def run_cells(cells, workers, rounds: int, options, max_wait: float) -> int:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of nnbench: one command, about 5 minutes on one H100, no network.
+# The GPU check of nnbench: one command, about 6 minutes on one H100, no network.
 #
 #   bash scripts/gpu_check.sh            (from anywhere; PYTHON=python3.12 to pick the interpreter)
 #
@@ -13,7 +13,11 @@
 #   3. the GPU benchmark table: nnbench-cupy eager / fused / CUDA graph against PyTorch CUDA
 #      eager and PyTorch with a CUDA graph, B = 64 ... 4096, TF32 off and on, plus
 #      nnbench-cupy / nnbench-numpy, with the target ratios
-#      (python -m nnbench.bench.gpu_table).
+#      (python -m nnbench.bench.gpu_table);
+#   4. the stacked table: M = 1, 2, 4, ..., 256 digits models (64-64-64-10, B = 64) as one
+#      nnbench.stack.Stack on CuPy, eager and as a CUDA graph (where nnbench.stack has one),
+#      against PyTorch's torch.func ensemble on CUDA and one solo step, with the target
+#      "a stack of 64 steps in <= 3x the time of one" (python -m nnbench.bench.gpu_stack_table).
 # Everything printed also goes to outputs/gpu_check-<date>.txt (GPU_CHECK_OUT=<dir> to move
 # it). Exit status: 0 when every part passed, 1 when one failed, 3 without CuPy or a GPU
 # (checked first, in seconds).
@@ -109,6 +113,8 @@ run_part "2. NumPy-vs-CuPy parity (50 steps)" 90 \
     "$PYTHON" -m nnbench.bench.gpu_parity --steps 50
 run_part "3. GPU benchmark table" 170 \
     "$PYTHON" -m nnbench.bench.gpu_table
+run_part "4. GPU stacked table" 150 \
+    "$PYTHON" -m nnbench.bench.gpu_stack_table
 
 echo
 echo "================ summary ($SECONDS s)"
