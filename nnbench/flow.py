@@ -28,7 +28,7 @@ from nnbench import tracking
 from nnbench.backend import devices
 from nnbench.bench.job import run_bench_job
 from nnbench.errors import BackendUnavailableError
-from nnbench.hydra_job import format_metrics, job_line, objective, skipped_line
+from nnbench.hydra_job import job_line, objective, run_summary, skipped_line
 from nnbench.interrupt import sigterm_as_interrupt
 from nnbench.parts import Parts, build
 from nnbench.progress import make_progress
@@ -81,7 +81,7 @@ def run_job(cfg: DictConfig, job: Job) -> float:
     if job.multirun:
         print(job_line(job, run.result.message, run.metrics), flush=True)
     else:
-        print(summary(cfg, run, job.output_dir), flush=True)
+        print(run_summary(cfg, run, job.output_dir), flush=True)
     return objective(run.result.outcome, run.metrics)
 
 
@@ -280,41 +280,3 @@ def diverged_metrics(result: FitResult, initial: dict) -> dict:
     epoch, step = result.diverged_at
     metrics = {"diverged/epoch": epoch, "diverged/step": step}
     return {**metrics, **(initial if result.epochs == 0 else {})}
-
-
-# ---------------------------------------------------------------------- summarize
-def summary(cfg: DictConfig, run: RunResult, output_dir: str) -> str:
-    """What a single run prints at its end: what trained, how it ended, where it is."""
-    result, model, backend = run.result, run.model, run.parts.backend
-    sizes = "-".join(str(s) for s in [model.in_features, *model.hidden, model.out_features])
-    lines = [
-        f"nnbench: {cfg.dataset.name}, MLP {sizes} {model.activation}, "
-        f"{cfg.optimizer.name} lr={cfg.optimizer.lr}, {backend.name} {backend.dtype_name} "
-        f"({backend.device})",
-        f"{result.message} in {run.seconds:.2f} s",
-    ]
-    if run.metrics:
-        lines.append("  " + format_metrics(run.metrics))
-    if cfg.tracking.name == "none":
-        lines.append("not recorded (tracking=none)")
-    else:
-        uri = tracking.resolve_uri(cfg.tracking.uri)
-        lines.append(f"recorded: run {run.run_id} in {uri}")
-        lines.append(f"look at it: {tracking.ui_command(uri)}")
-        lines += _agent_lines()
-    lines.append(f"outputs: {output_dir}")
-    return "\n".join(lines)
-
-
-def _agent_lines() -> list[str]:
-    """A line saying that this run started the warm tracking agent, and how to stop it."""
-    from nnbench.tracking import agent_client, daemon
-
-    if agent_client.started_agent is None:
-        return []
-    idle = daemon.idle_seconds()
-    idle = f"{idle / 60:g} idle minutes" if idle >= 60 else f"{idle:g} idle seconds"
-    return [
-        f"tracking agent: started in the background for the next runs; it stops after"
-        f" {idle} (now: python -m nnbench.tracking.daemon --stop)"
-    ]
