@@ -58,6 +58,7 @@ RUN python -m venv "$VIRTUAL_ENV" \
 COPY pyproject.toml README.md ./
 COPY nnbench ./nnbench
 COPY conf ./conf
+COPY hydra_plugins ./hydra_plugins
 RUN pip install --no-deps . \
     && python -c "import nnbench"
 

@@ -249,6 +249,18 @@ def test_sweep_records_parent_and_every_epoch_of_every_child(sweep):
     assert {r.info.status for r in _all_runs(client)} == {"FINISHED"}
 
 
+def test_stacked_sweep_in_the_container_prints_what_the_basic_one_did(
+    docker, image, sweep, tmp_path
+):
+    """``docker run ... +sweep=lr hydra/launcher=stacked``: the image's installed launcher,
+    one stack, the same job lines as the basic launcher's sweep above."""
+    outputs = _outputs(tmp_path)
+    proc = _run(docker, outputs, "+sweep=lr", *EPOCHS, "hydra/launcher=stacked")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Launching 6 jobs stacked: 6 jobs in 1 stack" in proc.stdout
+    assert jobs(proc.stdout) == jobs(sweep[1])
+
+
 def test_sweep_files_belong_to_the_user_it_ran_as(sweep):
     outputs, _, owners = sweep
     assert (outputs / "mlflow.db").is_file() and list(outputs.glob("mlartifacts/*/*"))
