@@ -24,7 +24,7 @@ import numpy as np
 
 from nnbench.backend import _blas
 from nnbench.backend._native import address as _address
-from nnbench.backend.stacked import StackedOps
+from nnbench.backend.stacked import StackedOps, equal_runs
 
 _SLOPES = {"relu": 0.0, "leaky_relu": 0.01}  # the activations the C kernels fuse
 _MAX_COLUMNS = 4096  # columns per kernel call (act_backward keeps one double per column)
@@ -133,7 +133,7 @@ class NumpyStackedOps(StackedOps):
         # Momentum-free members: p -= lr g is the kernel's first step (b = g; p -= lr b).
         size, row = params.shape[1], params.shape[1] * params.itemsize
         stacks = [_address(a) for a in (params, g, bufs)]  # rows lo.. at offsets lo * row
-        for lo, hi in _runs([bool(mu) for mu in momentum]):
+        for lo, hi in equal_runs([bool(mu) for mu in momentum]):
             mus, lrs = self._scalars(momentum[lo:hi]), self._scalars(lr[lo:hi])
             at = [a + lo * row for a in stacks] + [_address(mus), _address(lrs)]
             again = bool(first) or not momentum[lo]
@@ -234,15 +234,6 @@ def _chunks(members: int, n: int):
     per = max(1, _MAX_COLUMNS // max(n, 1))
     for lo in range(0, members, per):
         yield lo * n, min(lo + per, members) * n
-
-
-def _runs(flags):
-    """(lo, hi) ranges of consecutive equal flags."""
-    lo = 0
-    for k in range(1, len(flags) + 1):
-        if k == len(flags) or flags[k] != flags[lo]:
-            yield lo, k
-            lo = k
 
 
 def _labels_ok(labels, n: int) -> bool:

@@ -139,3 +139,13 @@ def one_blas_thread(active: bool = True):
         return
     with pools.limit(limits=1, user_api="blas"):
         yield
+
+
+def equal_runs(flags):
+    """(lo, hi) ranges of consecutive equal flags: the members a per-member choice (momentum
+    on or off, dropout on or off) splits a stack into, each range handled in one call."""
+    lo = 0
+    for k in range(1, len(flags) + 1):
+        if k == len(flags) or flags[k] != flags[lo]:
+            yield lo, k
+            lo = k

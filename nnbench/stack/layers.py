@@ -17,6 +17,7 @@ and the next matrix product must see each member's solo layout.
 from __future__ import annotations
 
 from nnbench.backend.base import Backend
+from nnbench.backend.stacked import equal_runs
 
 
 class StackBuffers:
@@ -189,7 +190,7 @@ class StackDropout:
 
     def __init__(self, backend, buffers, p, rngs):
         self.backend, self.buffers, self.p, self.rngs = backend, buffers, p, rngs
-        self._runs = list(_runs([q > 0 for q in p]))
+        self._runs = list(equal_runs([q > 0 for q in p]))
 
     def forward(self, x, training: bool = True):
         if not training:
@@ -214,12 +215,3 @@ class StackDropout:
             if self.p[lo] > 0:
                 self.backend.multiply(dy[lo:hi, ...], self._mask[lo:hi, ...], out=dy[lo:hi, ...])
         return dy
-
-
-def _runs(flags):
-    """(lo, hi) ranges of consecutive equal flags."""
-    lo = 0
-    for k in range(1, len(flags) + 1):
-        if k == len(flags) or flags[k] != flags[lo]:
-            yield lo, k
-            lo = k
