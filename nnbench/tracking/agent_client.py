@@ -373,19 +373,25 @@ class AgentRecorder:
             raise error
 
     def _abandon(self, stopped: AgentStopped) -> None:
-        """Our agent died with the run open (a warm agent killed outright): an agent of our
-        own ends the run FAILED with why, unless it ended already. No run is left RUNNING."""
-        if self._run_id is None or self.store is None:
-            return
-        helper = AgentProcess()
-        try:
-            helper.send("abandon", uri=self.store, run_id=self._run_id, message=str(stopped))
+        """Our agent died with the run open (a warm agent killed outright): `abandon` it."""
+        if self._run_id is not None and self.store is not None:
+            abandon(self.store, [self._run_id], str(stopped))
+
+
+def abandon(store: str, run_ids: list[str], message: str) -> None:
+    """Runs whose agent died with them open: an agent of our own ends each FAILED with
+    ``message``, unless it has ended already. No run is left RUNNING."""
+    helper = AgentProcess()
+    try:
+        for run_id in run_ids:
+            helper.send("abandon", uri=store, run_id=run_id, message=message)
+        for _ in run_ids:
             while helper.wait()["op"] != "ended":
                 pass
-        except AgentStopped:
-            pass
-        finally:
-            helper.close()
+    except AgentStopped:
+        pass
+    finally:
+        helper.close()
 
 
 def planned_store(argv: list[str]) -> str | None:

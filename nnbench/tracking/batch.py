@@ -30,6 +30,7 @@ from nnbench.tracking.agent_client import (
     AgentProcess,
     AgentStopped,
     TrackingError,
+    abandon,
     warm_agent,
 )
 from nnbench.tracking.run import ERROR_TAG, FLUSH_INTERVAL_S, OUTCOME_TAG, finite
@@ -261,19 +262,8 @@ class RecorderBatch:
         """Our agent died with runs open (a warm agent killed outright): an agent of our
         own ends each FAILED with why, unless it has ended already."""
         run_ids = [run_id for run_id in self._run_ids or [] if run_id]
-        if not run_ids:
-            return
-        helper = AgentProcess()
-        try:
-            for run_id in run_ids:
-                helper.send("abandon", uri=self.store, run_id=run_id, message=str(stopped))
-            for _ in run_ids:
-                while helper.wait()["op"] != "ended":
-                    pass
-        except AgentStopped:
-            pass
-        finally:
-            helper.close()
+        if run_ids:
+            abandon(self.store, run_ids, str(stopped))
 
     def __enter__(self) -> RecorderBatch:
         return self
