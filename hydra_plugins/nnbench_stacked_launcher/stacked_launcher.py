@@ -114,14 +114,14 @@ class StackedLauncher(Launcher):
 
         prepared = [self._prepare_job(configs[i]) for i in stack]
         callbacks = self.hydra_context.callbacks
-        for config, _ in prepared:
+        for config, _, _ in prepared:
             callbacks.on_job_start(config=config, task_function=self.task_function)
         with env_override(prepared[0][1].hydra_cfg.hydra.job.env_set):
             outcomes = run_stack(
-                [ret.cfg for _, ret in prepared], [job for job, _ in _jobs(prepared)], label
+                [ret.cfg for _, ret, _ in prepared], [job for _, _, job in prepared], label
             )
         returns = []
-        for (config, ret), outcome in zip(prepared, outcomes, strict=True):
+        for (config, ret, _), outcome in zip(prepared, outcomes, strict=True):
             _settle(ret, outcome)
             if isinstance(outcome, Exception):
                 self.invalid.append(outcome)
@@ -130,10 +130,13 @@ class StackedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return returns
 
-    def _prepare_job(self, config: DictConfig) -> tuple[DictConfig, JobReturn]:
+    def _prepare_job(self, config: DictConfig):
         """What Hydra's ``run_job`` does before it calls the task: the job's output folder,
-        its ``.hydra/`` (config, hydra, overrides) and log file; the job's config and its
-        `JobReturn` to be settled."""
+        its ``.hydra/`` (config, hydra, overrides) and log file. Returns the job's config,
+        its `JobReturn` to be settled, and the job as nnbench's flow knows it
+        (`nnbench.hydra_job.job_info`, read while its config is Hydra's current one)."""
+        from nnbench.hydra_job import job_info
+
         sweep_dir = str(OmegaConf.select(config, "hydra.sweep.dir"))
         output_dir = os.path.join(sweep_dir, str(OmegaConf.select(config, "hydra.sweep.subdir")))
         with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
@@ -155,17 +158,7 @@ class StackedLauncher(Launcher):
             _save_config(task_cfg, "config.yaml", hydra_output)
             _save_config(ret.hydra_cfg, "hydra.yaml", hydra_output)
             _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_output)
-        return config, ret
-
-
-def _jobs(prepared):
-    """Each job as nnbench's flow knows it (`nnbench.hydra_job.job_info`), read while its
-    config is Hydra's current one."""
-    from nnbench.hydra_job import job_info
-
-    for config, ret in prepared:
-        HydraConfig.instance().set_config(config)
-        yield job_info(), ret
+        return config, ret, job_info()
 
 
 def _settle(ret: JobReturn, outcome) -> None:
